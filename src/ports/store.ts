@@ -1,0 +1,77 @@
+import type { KeyVersion, SymmetricKey } from '../domain/key.js';
+import type { Operation } from '../domain/operation.js';
+import type { Page, PageRequest } from '../domain/paging.js';
+import type { Principal, TokenRecord } from '../domain/principal.js';
+
+// The persistence port. Every mutation of a key is one atomic commitKeyChange, so a store never
+// holds half a rotation; adapters implement it with one database transaction. Every adapter passes
+// test/contract/store.contract.ts.
+
+export interface NewVersion {
+  readonly version: KeyVersion;
+  /** The version's material wrapped by the root key; the store never sees it in plaintext. */
+  readonly wrappedMaterial: Buffer;
+}
+
+export interface KeyChange {
+  /** The key as it is after the change. */
+  readonly key: SymmetricKey;
+  /** Revision the stored key must still have; absent means the key is new and is inserted. */
+  readonly expectRevision?: number;
+  readonly insertVersions?: readonly NewVersion[];
+  /** Status changes of existing versions; a version that becomes DESTROYED loses its material. */
+  readonly updateVersions?: readonly KeyVersion[];
+  readonly operation?: Operation;
+}
+
+export interface KeyStore {
+  /** Includes deleted keys (deletedAt set) until they are purged; callers decide what to show. */
+  getKey(id: string): Promise<SymmetricKey | undefined>;
+  getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined>;
+  /** Undefined when the version does not exist or is destroyed. */
+  getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined>;
+  /** Keys of a folder, not deleted, ordered by creation time then id. */
+  listKeys(folderId: string, page: PageRequest): Promise<Page<SymmetricKey>>;
+  /** All versions of a key, ordered by creation time then id. */
+  listVersions(keyId: string, page: PageRequest): Promise<Page<KeyVersion>>;
+  /** Versions that are not DESTROYED. */
+  countLiveVersions(keyId: string): Promise<number>;
+  /**
+   * Applies a change atomically. Throws KmsError ABORTED when expectRevision no longer matches (or
+   * the key was purged), ALREADY_EXISTS when inserting a key or version id that exists.
+   */
+  commitKeyChange(change: KeyChange): Promise<void>;
+  /** Keys not deleted whose automatic rotation is due at `now`. */
+  findKeysDueForRotation(now: number, limit: number): Promise<SymmetricKey[]>;
+  /** SCHEDULED_FOR_DESTRUCTION versions of keys not deleted whose destroyAt has passed. */
+  findVersionsDueForDestruction(now: number, limit: number): Promise<KeyVersion[]>;
+  /** Deleted keys whose grace period ended before `deletedBefore`. */
+  findDeletedKeys(deletedBefore: number, limit: number): Promise<SymmetricKey[]>;
+  /** Removes a deleted key with all its versions and their material. Operations stay. */
+  purgeKey(keyId: string): Promise<void>;
+}
+
+export interface OperationStore {
+  getOperation(id: string): Promise<Operation | undefined>;
+  /** Operations of one resource, newest first. */
+  listOperations(resourceId: string, page: PageRequest): Promise<Page<Operation>>;
+  findOperationByIdempotencyKey(createdBy: string, idempotencyKey: string): Promise<Operation | undefined>;
+}
+
+export interface PrincipalStore {
+  createPrincipal(p: Principal): Promise<void>;
+  getPrincipal(id: string): Promise<Principal | undefined>;
+  createToken(t: TokenRecord): Promise<void>;
+  getToken(id: string): Promise<TokenRecord | undefined>;
+}
+
+/** Small named values kmsd keeps about itself (the root-key check value, the bootstrap admin id). */
+export interface MetaStore {
+  getMeta(name: string): Promise<string | undefined>;
+  /** Sets the value only if the name is unset; returns the value now stored. */
+  initMeta(name: string, value: string): Promise<string>;
+}
+
+export interface Store extends KeyStore, OperationStore, PrincipalStore, MetaStore {
+  close(): Promise<void>;
+}
