@@ -21,7 +21,8 @@ export function wrappedAad(keyId: string, versionId: string): Buffer {
 }
 
 export function wrapV1(p: { rootKey: SecretBytes; rootKeyId: string; material: SecretBytes; aad: Buffer; random: Random }): Buffer {
-  const id = Buffer.from(p.rootKeyId, 'ascii');
+  const id = Buffer.from(p.rootKeyId, 'latin1');
+  if (id.length === 0 || id.length > 255) throw new Error('root key id must be 1-255 bytes');
   const header = Buffer.concat([Buffer.of(WRAP_MAGIC, WRAP_V1, id.length), id]);
   const nonce = p.random.bytes(GCM_NONCE_LENGTH);
   return Buffer.concat([header, nonce, gcmSeal(p.rootKey, nonce, p.material.exposeSecret(), Buffer.concat([header, p.aad]))]);
@@ -31,7 +32,7 @@ export function wrapV1(p: { rootKey: SecretBytes; rootKeyId: string; material: S
 export function wrappedRootKeyId(blob: Buffer): string | undefined {
   if (blob.length < 3 || blob[0] !== WRAP_MAGIC || blob[1] !== WRAP_V1) return undefined;
   const end = 3 + blob[2]!;
-  return blob.length >= end ? blob.toString('ascii', 3, end) : undefined;
+  return blob.length >= end ? blob.toString('latin1', 3, end) : undefined;
 }
 
 /** Returns undefined when the blob is malformed, was wrapped by another root key, or was altered. */

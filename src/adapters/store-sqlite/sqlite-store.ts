@@ -1,0 +1,254 @@
+import Database from 'better-sqlite3';
+import type { KeyVersion, SymmetricKey } from '../../domain/key.js';
+import type { Operation } from '../../domain/operation.js';
+import type { Page, PageRequest } from '../../domain/paging.js';
+import type { Principal, TokenRecord } from '../../domain/principal.js';
+import { Code, ERR, KmsError } from '../../errors/kms-error.js';
+import type { KeyChange, Store } from '../../ports/store.js';
+import { mapPage } from './keyset-page.js';
+import { migrate, schemaVersion } from './migrations.js';
+import {
+  keyToRow,
+  operationToRow,
+  principalToRow,
+  rowToKey,
+  rowToOperation,
+  rowToPrincipal,
+  rowToToken,
+  rowToVersion,
+  tokenToRow,
+  versionToRow,
+} from './row-mapping.js';
+import { prepareStatements, type Statements } from './statements.js';
+
+// The Store port on one better-sqlite3 connection. better-sqlite3 is synchronous: each method
+// does its work before returning, and the port's promises only keep the PostgreSQL adapter
+// possible. Several processes may share the file; writes take SQLite's write lock up front.
+
+/** Applied in this order when the connection opens. */
+const PRAGMAS = [
+  // First, so that the pragmas below wait for a lock held by another process instead of failing.
+  'busy_timeout = 5000',
+  // Readers never block the writer, and a commit is one append to the WAL.
+  'journal_mode = WAL',
+  // FULL (not the usual NORMAL for WAL) fsyncs the WAL at every commit: an acknowledged write
+  // survives a power loss, not only a process crash.
+  'synchronous = FULL',
+  'foreign_keys = ON',
+  // Deleted rows and freed space are overwritten with zeros, so purged key material does not
+  // linger in free pages of the file.
+  'secure_delete = ON',
+] as const;
+
+/** What the connection really runs with: for the startup log line and the tests. */
+export interface SqliteSettings {
+  readonly journalMode: string;
+  /** 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
+  readonly synchronous: number;
+  readonly foreignKeys: boolean;
+  readonly busyTimeoutMs: number;
+  readonly secureDelete: boolean;
+  readonly schemaVersion: number;
+}
+
+/** Opens (creating if needed) and migrates the database at `path`; ':memory:' for a private in-memory one. */
+export function openSqliteStore(path: string): SqliteStore {
+  const db = new Database(path);
+  try {
+    for (const pragma of PRAGMAS) db.pragma(pragma);
+    migrate(db);
+    return new SqliteStore(db);
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+type Constraint = 'PRIMARYKEY' | 'UNIQUE' | 'FOREIGNKEY';
+type ErrorFor = (cause: unknown) => KmsError;
+
+/** Runs a write, turning the constraint violations the caller names into KmsErrors. */
+function translatingConstraints<T>(write: () => T, errors: Partial<Record<Constraint, ErrorFor>>): T {
+  try {
+    return write();
+  } catch (e) {
+    const constraint = e instanceof Database.SqliteError ? (e.code.replace(/^SQLITE_CONSTRAINT_/, '') as Constraint) : undefined;
+    const toKmsError = constraint === undefined ? undefined : errors[constraint];
+    throw toKmsError === undefined ? e : toKmsError(e);
+  }
+}
+
+const alreadyExists =
+  (what: string): ErrorFor =>
+  (cause) =>
+    new KmsError(Code.AlreadyExists, `${what} already exists`, { cause });
+
+const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
+
+export class SqliteStore implements Store {
+  private readonly s: Statements;
+  private readonly commitTransaction: Database.Transaction<(change: KeyChange) => void>;
+  private readonly purgeTransaction: Database.Transaction<(keyId: string) => void>;
+
+  /** Use openSqliteStore: it sets the pragmas and migrates the schema these statements need. */
+  constructor(private readonly db: Database.Database) {
+    this.s = prepareStatements(db);
+    this.commitTransaction = db.transaction((change: KeyChange) => this.applyKeyChange(change));
+    this.purgeTransaction = db.transaction((keyId: string) => this.purge(keyId));
+  }
+
+  async getKey(id: string): Promise<SymmetricKey | undefined> {
+    return ifFound(this.s.getKey.get({ id }), rowToKey);
+  }
+
+  async getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined> {
+    return ifFound(this.s.getVersion.get({ key_id: keyId, id: versionId }), rowToVersion);
+  }
+
+  async getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined> {
+    // NULL (destroyed) and no row (unknown version) both answer undefined.
+    return this.s.getWrappedMaterial.get({ key_id: keyId, id: versionId }) ?? undefined;
+  }
+
+  async listKeys(folderId: string, page: PageRequest): Promise<Page<SymmetricKey>> {
+    return mapPage(this.s.listKeys.page(folderId, page), rowToKey);
+  }
+
+  async listVersions(keyId: string, page: PageRequest): Promise<Page<KeyVersion>> {
+    return mapPage(this.s.listVersions.page(keyId, page), rowToVersion);
+  }
+
+  async countLiveVersions(keyId: string): Promise<number> {
+    return this.s.countLiveVersions.get({ key_id: keyId }) ?? 0;
+  }
+
+  async commitKeyChange(change: KeyChange): Promise<void> {
+    // IMMEDIATE takes the write lock at BEGIN, waiting up to busy_timeout for another process,
+    // instead of failing half-way when a read lock cannot be upgraded.
+    this.commitTransaction.immediate(change);
+  }
+
+  async findKeysDueForRotation(now: number, limit: number): Promise<SymmetricKey[]> {
+    return this.s.keysDueForRotation.all({ now, limit }).map(rowToKey);
+  }
+
+  async findVersionsDueForDestruction(now: number, limit: number): Promise<KeyVersion[]> {
+    return this.s.versionsDueForDestruction.all({ now, limit }).map(rowToVersion);
+  }
+
+  async findDeletedKeys(deletedBefore: number, limit: number): Promise<SymmetricKey[]> {
+    return this.s.deletedKeys.all({ before: deletedBefore, limit }).map(rowToKey);
+  }
+
+  async purgeKey(keyId: string): Promise<void> {
+    this.purgeTransaction.immediate(keyId);
+  }
+
+  async getOperation(id: string): Promise<Operation | undefined> {
+    return ifFound(this.s.getOperation.get({ id }), rowToOperation);
+  }
+
+  async listOperations(resourceId: string, page: PageRequest): Promise<Page<Operation>> {
+    return mapPage(this.s.listOperations.page(resourceId, page), rowToOperation);
+  }
+
+  async findOperationByIdempotencyKey(createdBy: string, idempotencyKey: string): Promise<Operation | undefined> {
+    const row = this.s.operationByIdempotencyKey.get({ created_by: createdBy, idempotency_key: idempotencyKey });
+    return ifFound(row, rowToOperation);
+  }
+
+  async createPrincipal(p: Principal): Promise<void> {
+    translatingConstraints(() => this.s.insertPrincipal.run(principalToRow(p)), {
+      PRIMARYKEY: alreadyExists(`principal ${p.id}`),
+    });
+  }
+
+  async getPrincipal(id: string): Promise<Principal | undefined> {
+    return ifFound(this.s.getPrincipal.get({ id }), rowToPrincipal);
+  }
+
+  async createToken(t: TokenRecord): Promise<void> {
+    translatingConstraints(() => this.s.insertToken.run(tokenToRow(t)), {
+      PRIMARYKEY: alreadyExists(`token ${t.id}`),
+      FOREIGNKEY: (cause) => new KmsError(Code.NotFound, `principal ${t.principalId} not found`, { cause }),
+    });
+  }
+
+  async getToken(id: string): Promise<TokenRecord | undefined> {
+    return ifFound(this.s.getToken.get({ id }), rowToToken);
+  }
+
+  async getMeta(name: string): Promise<string | undefined> {
+    return this.s.getMeta.get({ name });
+  }
+
+  async initMeta(name: string, value: string): Promise<string> {
+    this.s.insertMetaIfAbsent.run({ name, value });
+    // Nothing deletes meta rows, so the row is there now (ours or an earlier one); `?? value` only
+    // satisfies the type.
+    return this.s.getMeta.get({ name }) ?? value;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+
+  settings(): SqliteSettings {
+    const pragma = (name: string): unknown => this.db.pragma(name, { simple: true });
+    return {
+      journalMode: String(pragma('journal_mode')),
+      synchronous: Number(pragma('synchronous')),
+      foreignKeys: pragma('foreign_keys') === 1,
+      busyTimeoutMs: Number(pragma('busy_timeout')),
+      secureDelete: pragma('secure_delete') === 1,
+      schemaVersion: schemaVersion(this.db),
+    };
+  }
+
+  /** The body of commitKeyChange; runs inside its transaction, so any throw undoes all of it. */
+  private applyKeyChange(change: KeyChange): void {
+    const { key } = change;
+    const versions = [...(change.insertVersions ?? []).map((n) => n.version), ...(change.updateVersions ?? [])];
+    // A version of another key would be written without that key's revision check.
+    const stray = versions.find((v) => v.keyId !== key.id);
+    if (stray !== undefined) {
+      throw new Error(`commitKeyChange: version ${stray.id} belongs to key ${stray.keyId}, not to key ${key.id}`);
+    }
+
+    const keyRow = keyToRow(key);
+    if (change.expectRevision === undefined) {
+      translatingConstraints(() => this.s.insertKey.run(keyRow), { PRIMARYKEY: alreadyExists(`key ${key.id}`) });
+    } else if (this.s.updateKey.run({ ...keyRow, expect_revision: change.expectRevision }).changes === 0) {
+      // Another writer committed first, or the key was purged.
+      throw ERR.aborted(`key ${key.id} was changed concurrently`);
+    }
+
+    for (const { version, wrappedMaterial } of change.insertVersions ?? []) {
+      translatingConstraints(() => this.s.insertVersion.run({ ...versionToRow(version), wrapped_material: wrappedMaterial }), {
+        PRIMARYKEY: alreadyExists(`key ${key.id}: version ${version.id}`),
+      });
+    }
+    for (const version of change.updateVersions ?? []) {
+      if (this.s.updateVersion.run(versionToRow(version)).changes === 0) {
+        throw ERR.aborted(`key ${key.id}: version ${version.id} does not exist`);
+      }
+    }
+
+    const op = change.operation;
+    if (op !== undefined) {
+      translatingConstraints(() => this.s.insertOperation.run(operationToRow(op)), {
+        PRIMARYKEY: alreadyExists(`operation ${op.id}`),
+        UNIQUE: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
+      });
+    }
+  }
+
+  /** The body of purgeKey, inside its transaction. */
+  private purge(keyId: string): void {
+    const deletedAt = this.s.keyDeletedAt.get({ id: keyId });
+    if (deletedAt === undefined) return; // already purged, perhaps by another node
+    if (deletedAt === null) throw ERR.failedPrecondition(`key ${keyId} is not deleted and cannot be purged`);
+    this.s.deleteVersionsOfKey.run({ key_id: keyId });
+    this.s.deleteKey.run({ id: keyId });
+  }
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { ConfigError, ENV_VARS, loadServeConfig } from '../config/config.js';
+import { createLogger, startKmsd, StartupError } from '../main.js';
+import { SeedError } from '../seed/seed-file.js';
+
+// The `kmsd` command. `serve` starts the server; later commands are thin clients of the same API.
+
+const program = new Command()
+  .name('kmsd')
+  .description('Self-hosted Key Management Service, wire-compatible with the Yandex Cloud KMS API')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('start the server')
+  .addOption(new Option('--data-dir <dir>', `database, root key and admin token [${ENV_VARS.dataDir}] (default ./kmsd-data)`))
+  .addOption(new Option('--rest-addr <host:port>', `REST listener, port 0 picks a free port [${ENV_VARS.restAddr}] (default 127.0.0.1:8080)`))
+  .addOption(new Option('--store <kind>', `sqlite [${ENV_VARS.store}] (default sqlite)`))
+  .addOption(new Option('--postgres-url <url>', `PostgreSQL connection string [${ENV_VARS.postgresUrl}]`))
+  .addOption(new Option('--root-key <spec>', `file:PATH or env:VARIABLE [${ENV_VARS.rootKey}] (default file:<data-dir>/root.key)`))
+  .addOption(new Option('--auth <mode>', `iam: tokens required; none: DEV MODE, everyone is admin [${ENV_VARS.auth}] (default iam)`))
+  .addOption(new Option('--seed <file>', `YAML or JSON keys to create at start if missing [${ENV_VARS.seed}]`))
+  .addOption(new Option('--test-clock [mode]', `enable POST /kmsd/v1/testing/clock:advance; "force" allows it with --auth iam [${ENV_VARS.testClock}]`))
+  .addOption(new Option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent [${ENV_VARS.logLevel}] (default info)`))
+  .action(async (flags: Record<string, string | boolean>) => {
+    let config;
+    try {
+      config = loadServeConfig(flags, process.env);
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        process.stderr.write(`kmsd: ${e.message}\n`);
+        process.exit(2);
+      }
+      throw e;
+    }
+    const logger = createLogger(config);
+    let server;
+    try {
+      server = await startKmsd(config, logger);
+    } catch (e) {
+      if (e instanceof StartupError || e instanceof SeedError) {
+        logger.fatal(e.message);
+        process.stderr.write(`kmsd: ${e.message}\n`);
+        logger.flush();
+        process.exit(1);
+      }
+      throw e;
+    }
+    process.stdout.write(`${JSON.stringify({ event: 'ready', rest: server.restAddress, auth: config.auth, dataDir: config.dataDir })}\n`);
+    logger.info({ rest: server.restAddress, auth: config.auth, dataDir: config.dataDir }, 'kmsd is ready');
+
+    const shutdown = (signal: string) => {
+      logger.info({ signal }, 'draining in-flight requests and stopping');
+      server.close().then(
+        () => {
+          logger.flush();
+          process.exit(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'unclean shutdown');
+          logger.flush();
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+
+await program.parseAsync(process.argv);

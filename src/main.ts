@@ -1,0 +1,156 @@
+import { chmodSync, mkdirSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { AdjustableClock, systemClock } from './adapters/clock/clocks.js';
+import { cryptoRandom } from './adapters/random.js';
+import { readOrCreateRootKeyFile, readRootKeyFromEnv, RootKeyError, softwareRootKey } from './adapters/rootkey/software-root-key.js';
+import { openSqliteStore } from './adapters/store-sqlite/sqlite-store.js';
+import type { ServeConfig } from './config/config.js';
+import { SecretBytes } from './crypto/secret-bytes.js';
+import { DEV_MODE_PRINCIPAL } from './domain/principal.js';
+import type { Clock } from './ports/clock.js';
+import type { RootKeyProvider } from './ports/root-key.js';
+import type { Store } from './ports/store.js';
+import { adminAuthorizer } from './services/access/authorizer.js';
+import { ensureBootstrapAdmin } from './services/auth/bootstrap.js';
+import { devModeAuthenticator, tokenAuthenticator } from './services/auth/tokens.js';
+import { cryptoService } from './services/crypto/crypto-service.js';
+import { KeyCache } from './services/keys/key-cache.js';
+import { keyService } from './services/keys/key-service.js';
+import { operationService } from './services/operations/operation-service.js';
+import { scheduler } from './services/scheduler.js';
+import { applySeedFile } from './seed/seed-file.js';
+import { apiMethods } from './transport/shared/api-methods.js';
+import { buildRestServer } from './transport/rest/rest-server.js';
+
+// The composition root: config → adapters → services → transports. Nothing else wires components.
+
+export interface RunningKmsd {
+  readonly restAddress: string;
+  /** Stops accepting requests, drains in-flight ones, stops background work, closes the store. */
+  close(): Promise<void>;
+}
+
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+const ROOT_KEY_CHECK = 'root_key_check';
+const ROOT_KEY_CHECK_AAD = Buffer.from('kmsd root key check', 'utf8');
+
+export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>): Logger {
+  return pino(
+    {
+      level: config.logLevel,
+      base: config.auth === 'none' ? { service: 'kmsd', authMode: 'none: DEV MODE, every caller is an administrator' } : { service: 'kmsd' },
+      redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.authorization'], censor: '[redacted]' },
+    },
+    pino.destination({ fd: 2, sync: false }),
+  );
+}
+
+function openRootKey(config: ServeConfig, logger: Logger): RootKeyProvider {
+  if (config.rootKey.kind === 'env') return softwareRootKey(readRootKeyFromEnv(config.rootKey.variable, process.env), cryptoRandom);
+  const { key, created } = readOrCreateRootKeyFile(config.rootKey.path);
+  if (created) {
+    logger.warn(
+      { rootKeyFile: config.rootKey.path },
+      'generated a new root key file; every key in this data directory depends on it: back it up, keep it apart from backups of the database, and prefer an HSM in production',
+    );
+  }
+  return softwareRootKey(key, cryptoRandom);
+}
+
+/** Refuses to serve a data directory with a root key other than the one that initialised it. */
+async function checkRootKey(store: Store, rootKey: RootKeyProvider): Promise<void> {
+  const canary = new SecretBytes(cryptoRandom.bytes(32));
+  const fresh = (await rootKey.wrap(canary, ROOT_KEY_CHECK_AAD)).toString('base64');
+  canary.wipe();
+  const stored = await store.initMeta(ROOT_KEY_CHECK, fresh);
+  try {
+    (await rootKey.unwrap(Buffer.from(stored, 'base64'), ROOT_KEY_CHECK_AAD)).wipe();
+  } catch {
+    throw new StartupError(`the configured root key (${rootKey.id}) is not the one this data directory was initialised with; refusing to start`);
+  }
+}
+
+export async function startKmsd(config: ServeConfig, logger: Logger): Promise<RunningKmsd> {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(config.dataDir, 0o700);
+  let rootKey: RootKeyProvider;
+  try {
+    rootKey = openRootKey(config, logger);
+  } catch (e) {
+    if (e instanceof RootKeyError) throw new StartupError(e.message);
+    throw e;
+  }
+  const store = openSqliteStore(config.store.path);
+  try {
+    await checkRootKey(store, rootKey);
+    const testClock = config.testClock ? new AdjustableClock() : undefined;
+    const clock: Clock = testClock ?? systemClock;
+
+    let authenticator;
+    if (config.auth === 'iam') {
+      const admin = await ensureBootstrapAdmin({ store, dataDir: config.dataDir, random: cryptoRandom, clock });
+      if (admin.issued) logger.info({ tokenFile: admin.tokenFile }, 'wrote a new administrator token (mode 0600); send it as Authorization: Bearer <token>');
+      authenticator = tokenAuthenticator({ store, clock });
+    } else {
+      logger.warn('--auth none: DEVELOPMENT MODE. Authentication is OFF and every caller is an administrator. Never expose this server.');
+      authenticator = devModeAuthenticator(DEV_MODE_PRINCIPAL);
+    }
+
+    const cache = new KeyCache(store, rootKey, config.cache);
+    const keys = keyService({ store, rootKey, cache, authorizer: adminAuthorizer, clock, random: cryptoRandom, hsmConfigured: false });
+    const crypto = cryptoService({ cache, authorizer: adminAuthorizer, random: cryptoRandom });
+    const operations = operationService({ store, authorizer: adminAuthorizer });
+    const background = scheduler({ keys, logger, intervalMs: config.schedulerIntervalMs });
+
+    if (config.seedFile) {
+      const seeded = await applySeedFile(config.seedFile, keys);
+      logger.info({ seedFile: config.seedFile, created: seeded.created, existing: seeded.existing }, 'applied seed file');
+    }
+    if (testClock) {
+      logger.warn('--test-clock: POST /kmsd/v1/testing/clock:advance moves this server\'s time forward; for tests only');
+    }
+
+    const rest = await buildRestServer({
+      methods: apiMethods({ keys, crypto, operations }),
+      authenticator,
+      logger,
+      ...(testClock
+        ? {
+            testClock: {
+              async advance(ms: number) {
+                testClock.advance(ms);
+                await background.runNow();
+                return testClock.now();
+              },
+            },
+          }
+        : {}),
+    });
+    await background.runNow();
+    background.start();
+    await rest.listen({ host: config.rest.host, port: config.rest.port });
+    const address = rest.server.address() as AddressInfo;
+    const restAddress = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+
+    let closing: Promise<void> | undefined;
+    return {
+      restAddress,
+      close() {
+        closing ??= (async () => {
+          await rest.close();
+          await background.stop();
+          cache.clear();
+          await store.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}

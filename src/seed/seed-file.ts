@@ -1,0 +1,109 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { SEED_ID_PATTERN } from '../domain/ids.js';
+import { SYMMETRIC_ALGORITHMS } from '../domain/key.js';
+import { CreateSymmetricKeyRequestSchema, type CreateSymmetricKeyRequest } from '../gen/yandex/cloud/kms/v1/symmetric_key_service_pb.js';
+import type { KeyService } from '../services/keys/key-service.js';
+import { algorithmFromPb, durationToMs } from '../transport/shared/kms-messages.js';
+import { validateRequest } from '../transport/shared/validation.js';
+import { messageFromJson } from '../transport/rest/json-codec.js';
+
+// --seed FILE: keys with fixed ids (and optionally fixed material) that tests can rely on. Each
+// key is a CreateSymmetricKeyRequest in its JSON form — the same field names, rules and limits as
+// the API — plus `id`, and optionally `versions` and `primaryVersionId`. Idempotent: a key whose
+// id exists is left alone.
+//
+//   keys:
+//     - id: abjdevkey00000000001
+//       folderId: b1gdev
+//       name: app
+//       defaultAlgorithm: AES_256
+//       rotationPeriod: 2592000s
+//       labels: { env: dev }
+//       versions:
+//         - id: abjdevversion0000001
+//           material: <base64 of 32 bytes>
+
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64').transform((s) => Buffer.from(s, 'base64'));
+const seedId = z.string().regex(SEED_ID_PATTERN, 'must be 1-50 characters of a-z 0-9 _ - starting with a letter or digit');
+
+const SeedVersionSchema = z.strictObject({
+  id: seedId.optional(),
+  algorithm: z.enum(SYMMETRIC_ALGORITHMS).optional(),
+  material: base64.optional(),
+});
+
+const SeedKeySchema = z
+  .looseObject({
+    id: seedId,
+    versions: z.array(SeedVersionSchema).min(1).max(100).optional(),
+    primaryVersionId: seedId.optional(),
+  })
+  .superRefine((k, ctx) => {
+    const ids = (k.versions ?? []).map((v) => v.id).filter((v) => v !== undefined);
+    if (new Set(ids).size !== ids.length) ctx.addIssue({ code: 'custom', message: 'version ids must be unique' });
+    if (k.primaryVersionId !== undefined && !ids.includes(k.primaryVersionId)) {
+      ctx.addIssue({ code: 'custom', path: ['primaryVersionId'], message: 'must be the id of one of the versions' });
+    }
+  });
+
+const SeedFileSchema = z.strictObject({ keys: z.array(SeedKeySchema).default([]) });
+
+export class SeedError extends Error {
+  override name = 'SeedError';
+}
+
+export interface SeedResult {
+  readonly created: string[];
+  readonly existing: string[];
+}
+
+export function parseSeedFile(path: string): z.infer<typeof SeedFileSchema> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new SeedError(`seed file ${path}: ${(e as Error).message}`);
+  }
+  const parsed = SeedFileSchema.safeParse(doc ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new SeedError(`seed file ${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+export async function applySeedFile(path: string, keys: Pick<KeyService, 'seed'>): Promise<SeedResult> {
+  const file = parseSeedFile(path);
+  const result: SeedResult = { created: [], existing: [] };
+  for (const [i, entry] of file.keys.entries()) {
+    const { id, versions, primaryVersionId, ...create } = entry;
+    const where = `seed file ${path}: keys[${i}] (${id})`;
+    let request: CreateSymmetricKeyRequest;
+    try {
+      request = messageFromJson(CreateSymmetricKeyRequestSchema, JSON.parse(JSON.stringify(create))) as CreateSymmetricKeyRequest;
+      validateRequest(CreateSymmetricKeyRequestSchema, request);
+    } catch (e) {
+      throw new SeedError(`${where}: ${(e as Error).message}`);
+    }
+    try {
+      const outcome = await keys.seed(
+        {
+          folderId: request.folderId,
+          name: request.name,
+          description: request.description,
+          labels: request.labels,
+          defaultAlgorithm: algorithmFromPb(request.defaultAlgorithm)!,
+          rotationPeriodMs: durationToMs(request.rotationPeriod, 'rotationPeriod'),
+          deletionProtection: request.deletionProtection,
+        },
+        { id, ...(versions ? { versions } : {}), ...(primaryVersionId ? { primaryVersionId } : {}) },
+      );
+      (outcome === 'created' ? result.created : result.existing).push(id);
+    } catch (e) {
+      throw new SeedError(`${where}: ${(e as Error).message}`);
+    }
+  }
+  return result;
+}

@@ -1,0 +1,117 @@
+import { LRUCache } from 'lru-cache';
+import type { KeyVersion, SymmetricKey } from '../../domain/key.js';
+import type { SecretBytes } from '../../crypto/secret-bytes.js';
+import { wrappedAad } from '../../crypto/wrapped-material.js';
+import type { KeyStore } from '../../ports/store.js';
+import type { RootKeyProvider } from '../../ports/root-key.js';
+
+// Key metadata and unwrapped version material for the crypto path, so that an Encrypt touches
+// neither the store nor the root key once warm (DESIGN.md §7). Bounded by key count and TTL;
+// material is wiped when its entry leaves. Every committed key change calls invalidate(keyId)
+// before it is acknowledged, so the next request sees it (strong consistency on one node).
+//
+// A load racing an invalidation must not put the stale result back: loads remember the epoch
+// they started in and only cache their result if no invalidation happened since.
+//
+// Callers use returned material right away, in the same microtask chain (no I/O in between).
+
+export interface UsableVersion {
+  readonly version: KeyVersion;
+  /** Absent for versions that are not ACTIVE: their material is never unwrapped. */
+  readonly material?: SecretBytes;
+}
+
+interface Entry {
+  readonly key: SymmetricKey;
+  readonly versions: Map<string, UsableVersion>;
+}
+
+export interface KeyCacheOptions {
+  readonly maxKeys: number;
+  readonly ttlMs: number;
+}
+
+export class KeyCache {
+  readonly #store: Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'>;
+  readonly #rootKey: RootKeyProvider;
+  readonly #entries: LRUCache<string, Entry>;
+  readonly #keyLoads = new Map<string, Promise<SymmetricKey | undefined>>();
+  readonly #versionLoads = new Map<string, Promise<UsableVersion | undefined>>();
+  #epoch = 0;
+
+  constructor(store: Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'>, rootKey: RootKeyProvider, opts: KeyCacheOptions) {
+    this.#store = store;
+    this.#rootKey = rootKey;
+    this.#entries = new LRUCache<string, Entry>({
+      max: opts.maxKeys,
+      ttl: opts.ttlMs,
+      // Wiped after the current turn of the event loop: a request that has just been handed this
+      // material uses it synchronously in the microtask that follows, which runs before setImmediate.
+      dispose: (entry) => {
+        setImmediate(() => {
+          for (const v of entry.versions.values()) v.material?.wipe();
+        });
+      },
+    });
+  }
+
+  invalidate(keyId: string): void {
+    this.#epoch++;
+    this.#entries.delete(keyId);
+  }
+
+  /** The key as stored (deleted keys included), from cache when warm; one store read per miss. */
+  async getKey(keyId: string): Promise<SymmetricKey | undefined> {
+    const hit = this.#entries.get(keyId);
+    if (hit) return hit.key;
+    let load = this.#keyLoads.get(keyId);
+    if (!load) {
+      const epoch = this.#epoch;
+      load = this.#store.getKey(keyId).then((key) => {
+        if (key && epoch === this.#epoch) this.#entries.set(keyId, { key, versions: new Map() });
+        return key;
+      });
+      load.finally(() => this.#keyLoads.delete(keyId)).catch(() => undefined);
+      this.#keyLoads.set(keyId, load);
+    }
+    return load;
+  }
+
+  /** A version of `key` with its material when ACTIVE; undefined when the key has no such version. */
+  async getVersion(key: SymmetricKey, versionId: string): Promise<UsableVersion | undefined> {
+    const entry = this.#entries.get(key.id);
+    const hit = entry?.key === key ? entry.versions.get(versionId) : undefined;
+    if (hit) return hit;
+    const loadId = `${key.id}/${versionId}`;
+    let load = this.#versionLoads.get(loadId);
+    if (!load) {
+      const epoch = this.#epoch;
+      load = this.#loadVersion(key.id, versionId).then((usable) => {
+        const current = this.#entries.get(key.id);
+        if (usable && epoch === this.#epoch && current?.key === key) current.versions.set(versionId, usable);
+        return usable;
+      });
+      load.finally(() => this.#versionLoads.delete(loadId)).catch(() => undefined);
+      this.#versionLoads.set(loadId, load);
+    }
+    return load;
+  }
+
+  async #loadVersion(keyId: string, versionId: string): Promise<UsableVersion | undefined> {
+    const version = await this.#store.getVersion(keyId, versionId);
+    if (!version) return undefined;
+    if (version.status !== 'ACTIVE') return { version };
+    const wrapped = await this.#store.getWrappedMaterial(keyId, versionId);
+    if (!wrapped) return { version };
+    return { version, material: await this.#rootKey.unwrap(wrapped, wrappedAad(keyId, versionId)) };
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  clear(): void {
+    this.#epoch++;
+    this.#entries.clear();
+  }
+}

@@ -1,0 +1,443 @@
+import { Code, ERR, KmsError } from '../../errors/kms-error.js';
+import {
+  assertAlgorithmAvailable,
+  assertCanBecomePrimary,
+  assertRotationPeriod,
+  assertRoomForVersion,
+  cancelDestruction,
+  destroy,
+  isRotationDue,
+  DELETION_GRACE_MS,
+  MATERIAL_LENGTH,
+  pendingPeriodOrDefault,
+  scheduleDestruction,
+  settableStatus,
+  type KeyStatus,
+  type KeyVersion,
+  type SymmetricAlgorithm,
+  type SymmetricKey,
+} from '../../domain/key.js';
+import { newId } from '../../domain/ids.js';
+import type { KeyView, Operation, OperationMetadata, OperationResponse } from '../../domain/operation.js';
+import { effectivePageSize, type Page } from '../../domain/paging.js';
+import { SecretBytes } from '../../crypto/secret-bytes.js';
+import { wrappedAad } from '../../crypto/wrapped-material.js';
+import type { Clock } from '../../ports/clock.js';
+import type { Random } from '../../ports/random.js';
+import type { RootKeyProvider } from '../../ports/root-key.js';
+import type { KeyChange, NewVersion, Store } from '../../ports/store.js';
+import type { Authorizer } from '../access/authorizer.js';
+import type { CallContext } from '../context.js';
+import type { KeyCache } from './key-cache.js';
+
+// SymmetricKeyService (SPEC.md §4.1). Every mutation reads the key, computes the next state with
+// the pure rules of domain/key.ts, and commits key, versions and Operation in one atomic store call
+// guarded by the key's revision; a concurrent change makes the commit fail and the mutation re-run.
+
+export interface CreateKeyInput {
+  readonly folderId: string;
+  readonly name: string;
+  readonly description: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly defaultAlgorithm: SymmetricAlgorithm;
+  readonly rotationPeriodMs?: number;
+  readonly deletionProtection: boolean;
+}
+
+export const UPDATABLE_FIELDS = [
+  'name',
+  'description',
+  'status',
+  'labels',
+  'default_algorithm',
+  'rotation_period',
+  'deletion_protection',
+] as const;
+export type UpdatableField = (typeof UPDATABLE_FIELDS)[number];
+
+export interface UpdateKeyInput {
+  readonly keyId: string;
+  readonly fields: ReadonlySet<UpdatableField>;
+  readonly name: string;
+  readonly description: string;
+  readonly status: KeyStatus | 'STATUS_UNSPECIFIED';
+  readonly labels: Readonly<Record<string, string>>;
+  readonly defaultAlgorithm: SymmetricAlgorithm | undefined;
+  readonly rotationPeriodMs?: number;
+  readonly deletionProtection: boolean;
+}
+
+/** A version to create with fixed id and, optionally, fixed material (the --seed file). */
+export interface SeedVersion {
+  readonly id?: string;
+  readonly algorithm?: SymmetricAlgorithm;
+  readonly material?: Buffer;
+}
+
+export interface KeyServiceDeps {
+  readonly store: Store;
+  readonly rootKey: RootKeyProvider;
+  readonly cache: Pick<KeyCache, 'invalidate'>;
+  readonly authorizer: Authorizer;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly hsmConfigured: boolean;
+}
+
+const MAX_COMMIT_ATTEMPTS = 5;
+
+/** Thrown inside a scheduled rotation's plan when the key stopped being due. */
+class NotDue extends Error {}
+/** Who the operations of automatic rotation are attributed to. */
+export const SCHEDULER_SUBJECT = 'kmsd-scheduler';
+
+interface Plan {
+  readonly change: Omit<KeyChange, 'operation' | 'expectRevision'>;
+  readonly description: string;
+  readonly metadata: OperationMetadata;
+  readonly response: OperationResponse;
+}
+
+export function keyService(d: KeyServiceDeps) {
+  const bump = (key: SymmetricKey, patch: Partial<SymmetricKey>): SymmetricKey => ({ ...key, ...patch, revision: key.revision + 1 });
+
+  async function liveKey(keyId: string): Promise<SymmetricKey> {
+    const key = await d.store.getKey(keyId);
+    if (!key || key.deletedAt !== undefined) throw ERR.keyNotFound(keyId);
+    return key;
+  }
+
+  async function versionOf(key: SymmetricKey, versionId: string): Promise<KeyVersion> {
+    const v = await d.store.getVersion(key.id, versionId);
+    if (!v) throw ERR.versionNotFound(key.id, versionId);
+    return v;
+  }
+
+  async function view(key: SymmetricKey): Promise<KeyView> {
+    return { key, primaryVersion: await versionOf(key, key.primaryVersionId) };
+  }
+
+  async function newVersion(key: Pick<SymmetricKey, 'id'>, now: number, seed: SeedVersion = {}, algorithm?: SymmetricAlgorithm): Promise<NewVersion> {
+    const alg = seed.algorithm ?? algorithm;
+    if (alg === undefined) throw ERR.field('default_algorithm', 'required');
+    assertAlgorithmAvailable(alg, d.hsmConfigured);
+    const length = MATERIAL_LENGTH[alg];
+    if (length === undefined) throw ERR.unimplemented(`${alg} versions cannot be created by this build`);
+    if (seed.material && seed.material.length !== length) {
+      throw ERR.invalidArgument(`material for ${alg} must be ${length} bytes, got ${seed.material.length}`);
+    }
+    const version: KeyVersion = {
+      id: seed.id ?? newId(d.random),
+      keyId: key.id,
+      status: 'ACTIVE',
+      algorithm: alg,
+      createdAt: now,
+      hostedByHsm: false,
+    };
+    const raw = seed.material ?? d.random.bytes(length);
+    const material = new SecretBytes(raw);
+    raw.fill(0);
+    try {
+      return { version, wrappedMaterial: await d.rootKey.wrap(material, wrappedAad(key.id, version.id)) };
+    } finally {
+      material.wipe();
+    }
+  }
+
+  function operation(ctx: CallContext | undefined, resourceId: string, now: number, plan: Plan): Operation {
+    const op: Operation = {
+      id: newId(d.random),
+      description: plan.description,
+      createdAt: now,
+      createdBy: ctx?.principal.id ?? SCHEDULER_SUBJECT,
+      modifiedAt: now,
+      done: true,
+      metadata: plan.metadata,
+      response: plan.response,
+      resourceId,
+    };
+    return ctx?.idempotencyKey === undefined ? op : { ...op, idempotencyKey: ctx.idempotencyKey };
+  }
+
+  async function replayed(ctx: CallContext | undefined): Promise<Operation | undefined> {
+    if (ctx?.idempotencyKey === undefined) return undefined;
+    return d.store.findOperationByIdempotencyKey(ctx.principal.id, ctx.idempotencyKey);
+  }
+
+  /** Commits a planned change with its Operation, invalidates the cache, and returns the Operation. */
+  async function commit(ctx: CallContext | undefined, resourceId: string, now: number, expectRevision: number | undefined, plan: Plan): Promise<Operation> {
+    const op = operation(ctx, resourceId, now, plan);
+    try {
+      await d.store.commitKeyChange({ ...plan.change, ...(expectRevision === undefined ? {} : { expectRevision }), operation: op });
+    } catch (e) {
+      // Two retries of one request with the same Idempotency-Key raced: the first one won.
+      const earlier = await replayed(ctx);
+      if (earlier) return earlier;
+      throw e;
+    } finally {
+      d.cache.invalidate(resourceId);
+    }
+    return op;
+  }
+
+  /** Runs a mutation of an existing key, re-planning when another change commits first. */
+  async function mutate(ctx: CallContext | undefined, keyId: string, plan: (key: SymmetricKey, now: number) => Promise<Plan>): Promise<Operation> {
+    const earlier = await replayed(ctx);
+    if (earlier) return earlier;
+    for (let attempt = 1; ; attempt++) {
+      const key = await liveKey(keyId);
+      const now = d.clock.now();
+      try {
+        return await commit(ctx, keyId, now, key.revision, await plan(key, now));
+      } catch (e) {
+        if (e instanceof KmsError && e.code === Code.Aborted && attempt < MAX_COMMIT_ATTEMPTS) continue;
+        throw e;
+      }
+    }
+  }
+
+  async function rotatePlan(key: SymmetricKey, now: number): Promise<Plan> {
+    assertRoomForVersion(await d.store.countLiveVersions(key.id), key.id);
+    const created = await newVersion(key, now, {}, key.defaultAlgorithm);
+    const next = bump(key, { primaryVersionId: created.version.id, rotatedAt: now });
+    return {
+      change: { key: next, insertVersions: [created] },
+      description: 'rotate key',
+      metadata: { type: 'RotateSymmetricKeyMetadata', keyId: key.id, newPrimaryVersionId: created.version.id },
+      response: { type: 'SymmetricKey', view: { key: next, primaryVersion: created.version } },
+    };
+  }
+
+  async function createKey(ctx: CallContext | undefined, input: CreateKeyInput, fixed: { id?: string; versions?: readonly SeedVersion[]; primaryVersionId?: string } = {}): Promise<Operation> {
+    assertAlgorithmAvailable(input.defaultAlgorithm, d.hsmConfigured);
+    assertRotationPeriod(input.rotationPeriodMs);
+    const now = d.clock.now();
+    const keyId = fixed.id ?? newId(d.random);
+    const versions: NewVersion[] = [];
+    for (const seed of fixed.versions ?? [{}]) versions.push(await newVersion({ id: keyId }, now, seed, input.defaultAlgorithm));
+    const primary = versions.find((v) => v.version.id === fixed.primaryVersionId) ?? versions[0]!;
+    const key: SymmetricKey = {
+      id: keyId,
+      folderId: input.folderId,
+      name: input.name,
+      description: input.description,
+      labels: { ...input.labels },
+      status: 'ACTIVE',
+      primaryVersionId: primary.version.id,
+      defaultAlgorithm: input.defaultAlgorithm,
+      createdAt: now,
+      ...(input.rotationPeriodMs === undefined ? {} : { rotationPeriodMs: input.rotationPeriodMs }),
+      deletionProtection: input.deletionProtection,
+      revision: 1,
+    };
+    return commit(ctx, keyId, now, undefined, {
+      change: { key, insertVersions: versions },
+      description: 'create symmetric key',
+      metadata: { type: 'CreateSymmetricKeyMetadata', keyId, primaryVersionId: primary.version.id },
+      response: { type: 'SymmetricKey', view: { key, primaryVersion: primary.version } },
+    });
+  }
+
+  return {
+    async create(ctx: CallContext, input: CreateKeyInput): Promise<Operation> {
+      d.authorizer.authorize(ctx.principal, 'kms.keys.create', { folderId: input.folderId });
+      const earlier = await replayed(ctx);
+      if (earlier) return earlier;
+      return createKey(ctx, input);
+    },
+
+    async get(ctx: CallContext, keyId: string): Promise<KeyView> {
+      const key = await liveKey(keyId);
+      d.authorizer.authorize(ctx.principal, 'kms.keys.get', { folderId: key.folderId, keyId });
+      return view(key);
+    },
+
+    async list(ctx: CallContext, folderId: string, pageSize: number, pageToken: string): Promise<Page<KeyView>> {
+      d.authorizer.authorize(ctx.principal, 'kms.keys.list', { folderId });
+      const page = await d.store.listKeys(folderId, { pageSize: effectivePageSize(pageSize), pageToken });
+      return { items: await Promise.all(page.items.map(view)), nextPageToken: page.nextPageToken };
+    },
+
+    async listVersions(ctx: CallContext, keyId: string, pageSize: number, pageToken: string): Promise<Page<{ version: KeyVersion; primary: boolean }>> {
+      const key = await liveKey(keyId);
+      d.authorizer.authorize(ctx.principal, 'kms.keys.get', { folderId: key.folderId, keyId });
+      const page = await d.store.listVersions(keyId, { pageSize: effectivePageSize(pageSize), pageToken });
+      return {
+        items: page.items.map((version) => ({ version, primary: version.id === key.primaryVersionId })),
+        nextPageToken: page.nextPageToken,
+      };
+    },
+
+    async listOperations(ctx: CallContext, keyId: string, pageSize: number, pageToken: string): Promise<Page<Operation>> {
+      const key = await liveKey(keyId);
+      d.authorizer.authorize(ctx.principal, 'kms.keys.get', { folderId: key.folderId, keyId });
+      return d.store.listOperations(keyId, { pageSize: effectivePageSize(pageSize), pageToken });
+    },
+
+    update(ctx: CallContext, input: UpdateKeyInput): Promise<Operation> {
+      if (input.fields.size === 0) throw ERR.field('update_mask', 'required');
+      return mutate(ctx, input.keyId, async (key) => {
+        d.authorizer.authorize(ctx.principal, 'kms.keys.update', { folderId: key.folderId, keyId: key.id });
+        const patch: { -readonly [K in keyof SymmetricKey]?: SymmetricKey[K] } = {};
+        let rotationPeriodCleared = false;
+        for (const field of input.fields) {
+          switch (field) {
+            case 'name':
+              patch.name = input.name;
+              break;
+            case 'description':
+              patch.description = input.description;
+              break;
+            case 'labels':
+              patch.labels = { ...input.labels };
+              break;
+            case 'status':
+              d.authorizer.authorize(ctx.principal, 'kms.keys.updateStatus', { folderId: key.folderId, keyId: key.id });
+              patch.status = settableStatus(input.status);
+              break;
+            case 'default_algorithm':
+              if (input.defaultAlgorithm === undefined) throw ERR.field('default_algorithm', 'required when listed in update_mask');
+              assertAlgorithmAvailable(input.defaultAlgorithm, d.hsmConfigured);
+              patch.defaultAlgorithm = input.defaultAlgorithm;
+              break;
+            case 'rotation_period':
+              assertRotationPeriod(input.rotationPeriodMs);
+              if (input.rotationPeriodMs === undefined) rotationPeriodCleared = true;
+              else patch.rotationPeriodMs = input.rotationPeriodMs;
+              break;
+            case 'deletion_protection':
+              patch.deletionProtection = input.deletionProtection;
+              break;
+          }
+        }
+        let next = bump(key, patch);
+        if (rotationPeriodCleared) {
+          const { rotationPeriodMs: _cleared, ...rest } = next;
+          next = rest;
+        }
+        const primaryVersion = await versionOf(key, key.primaryVersionId);
+        return {
+          change: { key: next },
+          description: 'update key',
+          metadata: { type: 'UpdateSymmetricKeyMetadata', keyId: key.id },
+          response: { type: 'SymmetricKey', view: { key: next, primaryVersion } },
+        };
+      });
+    },
+
+    delete(ctx: CallContext, keyId: string): Promise<Operation> {
+      return mutate(ctx, keyId, async (key, now) => {
+        d.authorizer.authorize(ctx.principal, 'kms.keys.delete', { folderId: key.folderId, keyId });
+        if (key.deletionProtection) throw ERR.failedPrecondition(`key ${keyId} has deletion protection; clear it with Update first`);
+        return {
+          change: { key: bump(key, { deletedAt: now }) },
+          description: 'delete key',
+          metadata: { type: 'DeleteSymmetricKeyMetadata', keyId },
+          response: { type: 'SymmetricKey', view: await view(key) },
+        };
+      });
+    },
+
+    setPrimaryVersion(ctx: CallContext, keyId: string, versionId: string): Promise<Operation> {
+      return mutate(ctx, keyId, async (key) => {
+        d.authorizer.authorize(ctx.principal, 'kms.keys.setPrimaryVersion', { folderId: key.folderId, keyId });
+        const version = await versionOf(key, versionId);
+        assertCanBecomePrimary(version);
+        const next = bump(key, { primaryVersionId: versionId });
+        return {
+          change: { key: next },
+          description: 'set primary version',
+          metadata: { type: 'SetPrimarySymmetricKeyVersionMetadata', keyId, versionId },
+          response: { type: 'SymmetricKey', view: { key: next, primaryVersion: version } },
+        };
+      });
+    },
+
+    scheduleVersionDestruction(ctx: CallContext, keyId: string, versionId: string, pendingPeriodMs: number | undefined): Promise<Operation> {
+      const pending = pendingPeriodOrDefault(pendingPeriodMs);
+      return mutate(ctx, keyId, async (key, now) => {
+        d.authorizer.authorize(ctx.principal, 'kms.keys.scheduleVersionDestruction', { folderId: key.folderId, keyId });
+        const scheduled = scheduleDestruction(key, await versionOf(key, versionId), now, pending);
+        return {
+          change: { key: bump(key, {}), updateVersions: [scheduled] },
+          description: 'schedule version destruction',
+          metadata: { type: 'ScheduleSymmetricKeyVersionDestructionMetadata', keyId, versionId, destroyAt: scheduled.destroyAt! },
+          response: { type: 'SymmetricKeyVersion', version: scheduled, primary: false },
+        };
+      });
+    },
+
+    cancelVersionDestruction(ctx: CallContext, keyId: string, versionId: string): Promise<Operation> {
+      return mutate(ctx, keyId, async (key, now) => {
+        d.authorizer.authorize(ctx.principal, 'kms.keys.cancelVersionDestruction', { folderId: key.folderId, keyId });
+        const restored = cancelDestruction(await versionOf(key, versionId), now);
+        return {
+          change: { key: bump(key, {}), updateVersions: [restored] },
+          description: 'cancel version destruction',
+          metadata: { type: 'CancelSymmetricKeyVersionDestructionMetadata', keyId, versionId },
+          response: { type: 'SymmetricKeyVersion', version: restored, primary: restored.id === key.primaryVersionId },
+        };
+      });
+    },
+
+    rotate(ctx: CallContext, keyId: string): Promise<Operation> {
+      return mutate(ctx, keyId, async (key, now) => {
+        d.authorizer.authorize(ctx.principal, 'kms.keys.rotate', { folderId: key.folderId, keyId });
+        return rotatePlan(key, now);
+      });
+    },
+
+    /** Creates a key with a fixed id and optional fixed material, unless that id exists (--seed). */
+    async seed(input: CreateKeyInput, fixed: { id: string; versions?: readonly SeedVersion[]; primaryVersionId?: string }): Promise<'created' | 'exists'> {
+      if (await d.store.getKey(fixed.id)) return 'exists';
+      await createKey(undefined, input, fixed);
+      return 'created';
+    },
+
+    /** Background work (SPEC.md §1.5, §1.4, §1.6): one pass over whatever is due at the clock's now. */
+    async runDueWork(limit = 100): Promise<{ rotated: number; destroyed: number; purged: number; errors: unknown[] }> {
+      const now = d.clock.now();
+      const errors: unknown[] = [];
+      let rotated = 0;
+      let destroyed = 0;
+      let purged = 0;
+      // Each item is independent: one failure is recorded and the sweep carries on.
+      for (const due of await d.store.findKeysDueForRotation(now, limit)) {
+        try {
+          // Re-checked inside the plan: a manual rotation may have committed since the query.
+          await mutate(undefined, due.id, async (key, at) => {
+            if (!isRotationDue(key, at)) throw new NotDue();
+            return rotatePlan(key, at);
+          });
+          rotated++;
+        } catch (e) {
+          if (!(e instanceof NotDue)) errors.push(e);
+        }
+      }
+      for (const due of await d.store.findVersionsDueForDestruction(now, limit)) {
+        try {
+          const key = await liveKey(due.keyId);
+          const current = await versionOf(key, due.id);
+          if (current.status !== 'SCHEDULED_FOR_DESTRUCTION' || (current.destroyAt ?? Infinity) > now) continue;
+          await d.store.commitKeyChange({ key: bump(key, {}), expectRevision: key.revision, updateVersions: [destroy(current)] });
+          d.cache.invalidate(key.id);
+          destroyed++;
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      for (const gone of await d.store.findDeletedKeys(now - DELETION_GRACE_MS, limit)) {
+        try {
+          await d.store.purgeKey(gone.id);
+          d.cache.invalidate(gone.id);
+          purged++;
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      return { rotated, destroyed, purged, errors };
+    },
+  };
+}
+
+export type KeyService = ReturnType<typeof keyService>;

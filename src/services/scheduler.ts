@@ -1,0 +1,49 @@
+import type { Logger } from 'pino';
+import type { KeyService } from './keys/key-service.js';
+
+// Runs the key service's due work (automatic rotation, destruction at destroy_at, purging deleted
+// keys) every interval, one pass at a time. runNow() lets the test clock finish everything that
+// fell due before it answers.
+
+const BATCH = 100;
+
+export interface Scheduler {
+  start(): void;
+  stop(): Promise<void>;
+  /** Runs passes until nothing more is due. */
+  runNow(): Promise<void>;
+}
+
+export function scheduler(d: { keys: Pick<KeyService, 'runDueWork'>; logger: Logger; intervalMs: number }): Scheduler {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+
+  async function drain(): Promise<void> {
+    for (let pass = 0; pass < 1000; pass++) {
+      const r = await d.keys.runDueWork(BATCH);
+      for (const err of r.errors) d.logger.error({ err }, 'background key work failed; will retry');
+      if (r.rotated || r.destroyed || r.purged) d.logger.info({ rotated: r.rotated, destroyed: r.destroyed, purged: r.purged }, 'background key work');
+      if (r.rotated < BATCH && r.destroyed < BATCH && r.purged < BATCH) return;
+    }
+  }
+
+  /** Serialises passes: a tick never overlaps another tick or a runNow. */
+  function enqueue(): Promise<void> {
+    running = running.then(drain, drain);
+    return running;
+  }
+
+  return {
+    start() {
+      timer = setInterval(() => {
+        enqueue().catch((err: unknown) => d.logger.error({ err }, 'background key work failed'));
+      }, d.intervalMs);
+      timer.unref();
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      await running.catch(() => undefined);
+    },
+    runNow: enqueue,
+  };
+}

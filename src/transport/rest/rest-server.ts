@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { fromJson, type DescMethod, type JsonObject, type JsonValue } from '@bufbuild/protobuf';
+import { DurationSchema, durationMs } from '@bufbuild/protobuf/wkt';
+import { Code, ERR, KmsError } from '../../errors/kms-error.js';
+import type { Authenticator } from '../../services/auth/tokens.js';
+import type { CallContext } from '../../services/context.js';
+import type { ApiMethod } from '../shared/api-methods.js';
+import { errorBody, HTTP_STATUS, publicError } from '../shared/status.js';
+import { httpBindings, splitCustomVerb, type HttpBinding } from './http-bindings.js';
+import { jsonFromQuery, messageFromJson, messageToJson } from './json-codec.js';
+
+// The REST transport: a thin shell that decodes proto3 JSON, authenticates, calls the shared
+// method table and renders the result or the error. No KMS behaviour lives here.
+
+/** Large enough for a 32 KiB plaintext or a ReEncrypt of it, base64-encoded, with both AADs. */
+export const DEFAULT_BODY_LIMIT = 256 * 1024;
+
+/** Body media types accepted as JSON. curl -d sends form-urlencoded, and the Yandex docs' curl examples rely on that. */
+const JSON_MEDIA_TYPES = new Set(['application/json', 'application/x-www-form-urlencoded', 'text/plain']);
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,64}$/;
+
+export interface TestClockControl {
+  /** Moves kmsd's clock forward and runs whatever background work fell due; returns the new now. */
+  advance(ms: number): Promise<number>;
+}
+
+export interface RestServerDeps {
+  readonly methods: readonly ApiMethod[];
+  readonly authenticator: Authenticator;
+  readonly logger: Logger;
+  readonly bodyLimit?: number;
+  readonly testClock?: TestClockControl;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    rawJson?: JsonValue;
+  }
+}
+
+function send(reply: FastifyReply, status: number, body: JsonValue): FastifyReply {
+  return reply.code(status).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body));
+}
+
+function parseBody(text: string): JsonValue {
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch {
+    throw ERR.invalidArgument('request body is not valid JSON');
+  }
+}
+
+export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: d.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: d.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+    forceCloseConnections: false,
+    routerOptions: { ignoreTrailingSlash: false },
+  });
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== '' && !JSON_MEDIA_TYPES.has(type) && !type.endsWith('+json')) {
+      done(ERR.invalidArgument(`unsupported content type "${type.slice(0, 100)}"; send application/json`), undefined);
+      return;
+    }
+    try {
+      done(null, parseBody(body as string));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    reply.header('x-server-trace-id', req.id);
+  });
+
+  app.setErrorHandler((err: unknown, req, reply) => {
+    const e = fastifyErrorToKms(err);
+    const pub = publicError(e, req.id);
+    if (pub.serverFault) req.log.error({ err, requestId: req.id, url: req.routeOptions.url }, 'request failed');
+    return send(reply, HTTP_STATUS[pub.code], errorBody(pub, req.id));
+  });
+  app.setNotFoundHandler(() => {
+    throw noSuchMethod();
+  });
+
+  async function context(req: FastifyRequest, mutating: boolean): Promise<CallContext> {
+    const principal = await d.authenticator.authenticate(req.headers.authorization);
+    const key = req.headers['idempotency-key'];
+    if (mutating && typeof key === 'string') {
+      if (!IDEMPOTENCY_KEY.test(key)) throw ERR.invalidArgument('Idempotency-Key must be 1-64 characters of A-Z a-z 0-9 . _ : -');
+      return { principal, requestId: req.id, idempotencyKey: key };
+    }
+    return { principal, requestId: req.id };
+  }
+
+  function requestJson(b: HttpBinding, req: FastifyRequest, pathValues: readonly string[]): JsonObject {
+    let json: JsonObject;
+    if (b.bodyIsMessage) {
+      const body = req.body ?? {};
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) throw ERR.invalidArgument('request body must be a JSON object');
+      json = body as JsonObject;
+    } else {
+      json = jsonFromQuery(b.method.input, req.query as Record<string, string>);
+    }
+    b.pathFields.forEach((name, i) => {
+      const field = b.method.input.fields.find((f) => f.name === name)!;
+      delete json[field.name];
+      json[field.jsonName] = pathValues[i]!;
+    });
+    return json;
+  }
+
+  const byMethod = new Map<DescMethod, ApiMethod>(d.methods.map((m) => [m.method, m]));
+  const routes = new Map<string, HttpBinding[]>();
+  for (const b of httpBindings(d.methods.map((m) => m.method))) {
+    const id = `${b.verb} ${b.routePath}`;
+    routes.set(id, [...(routes.get(id) ?? []), b]);
+  }
+
+  for (const [id, bindings] of routes) {
+    const [verb, path] = id.split(' ') as [HttpBinding['verb'], string];
+    app.route({
+      method: verb,
+      url: path,
+      handler: async (req, reply) => {
+        const params = req.params as Record<string, string>;
+        const values = bindings[0]!.pathFields.map((_, i) => params[`p${i}`] ?? '');
+        let verbName: string | undefined;
+        if (values.length > 0) {
+          const split = splitCustomVerb(values[values.length - 1]!);
+          values[values.length - 1] = split.value;
+          verbName = split.verb;
+        }
+        const b = bindings.find((x) => x.customVerb === verbName);
+        if (!b) throw noSuchMethod();
+        const api = byMethod.get(b.method)!;
+        const ctx = await context(req, b.verb !== 'GET');
+        const request = messageFromJson(b.method.input, requestJson(b, req, values));
+        const response = await api.invoke(ctx, request);
+        return send(reply, 200, messageToJson(b.method.output, response));
+      },
+    });
+  }
+
+  if (d.testClock) {
+    const clock = d.testClock;
+    app.post('/kmsd/v1/testing/clock:advance', async (req, reply) => {
+      const principal = await d.authenticator.authenticate(req.headers.authorization);
+      if (!principal.admin) throw ERR.permissionDenied('only an administrator may move the test clock');
+      const body = (req.body ?? {}) as JsonObject;
+      if (typeof body !== 'object' || body === null || typeof body.duration !== 'string') throw ERR.field('duration', 'required, e.g. "86400s"');
+      let ms: number;
+      try {
+        ms = durationMs(fromJson(DurationSchema, body.duration));
+      } catch {
+        throw ERR.field('duration', 'must be a duration such as "86400s"');
+      }
+      if (!(ms >= 0)) throw ERR.field('duration', 'must not be negative');
+      const now = await clock.advance(ms);
+      return send(reply, 200, { now: new Date(now).toISOString() });
+    });
+  }
+
+  return app;
+}
+
+const noSuchMethod = () => new KmsError(Code.NotFound, 'no API method at this path; see the Yandex Cloud KMS REST reference');
+
+/** Fastify's own errors (body too large, bad media type, malformed URL …) as KMS errors. */
+function fastifyErrorToKms(err: unknown): unknown {
+  if (err instanceof KmsError) return err;
+  const e = err as { code?: string; statusCode?: number; message?: string };
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return ERR.invalidArgument('request body is too large');
+    return ERR.invalidArgument(`malformed request (${e.code ?? e.statusCode})`);
+  }
+  return err;
+}

@@ -1,0 +1,746 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { cancelDestruction, DAY_MS, destroy, scheduleDestruction } from '../../src/domain/key.js';
+import type { KeyVersion, SymmetricKey } from '../../src/domain/key.js';
+import type { Operation } from '../../src/domain/operation.js';
+import { effectivePageSize, encodeCursor, MAX_PAGE_TOKEN_LENGTH } from '../../src/domain/paging.js';
+import type { Page, PageRequest } from '../../src/domain/paging.js';
+import type { Principal, TokenRecord } from '../../src/domain/principal.js';
+import { Code, isKmsError } from '../../src/errors/kms-error.js';
+import type { KeyChange, Store } from '../../src/ports/store.js';
+
+// The behaviour every Store adapter must have. It talks to the store only through the port, so
+// the SQLite and PostgreSQL adapters (and any fake) run the same suite:
+//   storeContract('sqlite', async () => openSqliteStore(tempFile()));
+// Each test gets a fresh, empty store from `open` and closes it afterwards.
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures, exported for adapter-specific tests.
+
+export const T0 = Date.UTC(2026, 0, 1);
+const FOLDER = 'b1gfolder';
+const OTHER_FOLDER = 'b1gother';
+
+let counter = 0;
+/** A fresh id shaped like kmsd's (prefix + 17 characters of 0-9a-v); later ids sort after earlier ones. */
+export function testId(prefix = 'abj'): string {
+  counter += 1;
+  return prefix + counter.toString(32).padStart(17, '0');
+}
+
+/** Distinct, recognisable bytes standing in for wrapped material. */
+export function material(seed: string): Buffer {
+  return createHash('sha256').update(seed).digest();
+}
+
+/** A key with every required field and no optional one. */
+export function makeKey(fields: Partial<SymmetricKey> = {}): SymmetricKey {
+  return {
+    id: testId(),
+    folderId: FOLDER,
+    name: 'key',
+    description: '',
+    labels: {},
+    status: 'ACTIVE',
+    primaryVersionId: testId(),
+    defaultAlgorithm: 'AES_256',
+    createdAt: T0,
+    deletionProtection: false,
+    revision: 1,
+    ...fields,
+  };
+}
+
+export function makeVersion(keyId: string, fields: Partial<KeyVersion> = {}): KeyVersion {
+  return { id: testId(), keyId, status: 'ACTIVE', algorithm: 'AES_256', createdAt: T0, hostedByHsm: false, ...fields };
+}
+
+export function makeOperation(resourceId: string, fields: Partial<Operation> = {}): Operation {
+  return {
+    id: testId(),
+    description: 'Update symmetric key',
+    createdAt: T0,
+    createdBy: 'ajeuser',
+    modifiedAt: T0,
+    done: true,
+    metadata: { type: 'UpdateSymmetricKeyMetadata', keyId: resourceId },
+    resourceId,
+    ...fields,
+  };
+}
+
+const withMaterial = (version: KeyVersion) => ({ version, wrappedMaterial: material(version.id) });
+
+/** Inserts a key with its primary version (and whatever else `extra` adds), as CreateSymmetricKey does. */
+export async function createKey(
+  store: Store,
+  fields: Partial<SymmetricKey> = {},
+  extra: Omit<KeyChange, 'key' | 'expectRevision'> = {},
+): Promise<{ key: SymmetricKey; primary: KeyVersion }> {
+  const key = makeKey(fields);
+  const primary = makeVersion(key.id, { id: key.primaryVersionId, createdAt: key.createdAt });
+  await store.commitKeyChange({ ...extra, key, insertVersions: [withMaterial(primary), ...(extra.insertVersions ?? [])] });
+  return { key, primary };
+}
+
+/** Commits `next` over `key` at the key's current revision, as every service mutation does. */
+export async function updateKey(
+  store: Store,
+  key: SymmetricKey,
+  next: Omit<SymmetricKey, 'revision'>,
+  extra: Omit<KeyChange, 'key' | 'expectRevision'> = {},
+): Promise<SymmetricKey> {
+  const updated = { ...next, revision: key.revision + 1 };
+  await store.commitKeyChange({ ...extra, key: updated, expectRevision: key.revision });
+  return updated;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions.
+
+async function rejectsWithCode(promise: Promise<unknown>, code: Code, mentions?: string): Promise<void> {
+  await assert.rejects(promise, (e: unknown) => {
+    assert.ok(isKmsError(e), `expected a KmsError, got ${String(e)}`);
+    assert.equal(e.code, code, `expected ${Code[code]}, got ${Code[e.code]}: ${e.message}`);
+    if (mentions !== undefined) assert.match(e.message, new RegExp(mentions));
+    return true;
+  });
+}
+
+const ids = (items: readonly { id: string }[]): string[] => items.map((i) => i.id);
+
+/** Walks every page, checking the shape of each, and returns all items in the order served. */
+async function allPages<T>(list: (req: PageRequest) => Promise<Page<T>>, pageSize: number): Promise<{ items: T[]; pages: number }> {
+  const items: T[] = [];
+  let pageToken = '';
+  let pages = 0;
+  do {
+    const page = await list({ pageSize, pageToken });
+    pages += 1;
+    assert.ok(page.nextPageToken.length <= MAX_PAGE_TOKEN_LENGTH, `token longer than ${MAX_PAGE_TOKEN_LENGTH}`);
+    const full = effectivePageSize(pageSize);
+    if (page.nextPageToken !== '') assert.equal(page.items.length, full, 'a page before the last is full');
+    else assert.ok(page.items.length <= full);
+    items.push(...page.items);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== '' && pages <= 1000);
+  return { items, pages };
+}
+
+const firstPage = { pageSize: 0, pageToken: '' };
+
+const MALFORMED_TOKENS = [
+  'not a token!',
+  'Zm9v', // base64url of "foo": no position inside
+  Buffer.from('1.UPPER', 'utf8').toString('base64url'),
+  Buffer.from('zzzzzzzzzzzzz.abj', 'utf8').toString('base64url'), // position too long
+  `${encodeCursor({ at: T0, id: 'abj' })}=`,
+];
+
+// ---------------------------------------------------------------------------------------------
+
+export function storeContract(name: string, open: () => Promise<Store>): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = await open();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    it('answers undefined for anything that does not exist', async () => {
+      assert.equal(await store.getKey('abjnothere'), undefined);
+      assert.equal(await store.getVersion('abjnothere', 'abjnoversion'), undefined);
+      assert.equal(await store.getWrappedMaterial('abjnothere', 'abjnoversion'), undefined);
+      assert.equal(await store.countLiveVersions('abjnothere'), 0);
+      assert.equal(await store.getOperation('abjnoop'), undefined);
+      assert.equal(await store.findOperationByIdempotencyKey('ajeuser', 'nokey'), undefined);
+      assert.equal(await store.getPrincipal('ajenobody'), undefined);
+      assert.equal(await store.getToken('notoken'), undefined);
+      assert.equal(await store.getMeta('nothing'), undefined);
+      assert.deepEqual(await store.listKeys(FOLDER, firstPage), { items: [], nextPageToken: '' });
+      assert.deepEqual(await store.listVersions('abjnothere', firstPage), { items: [], nextPageToken: '' });
+      assert.deepEqual(await store.listOperations('abjnothere', firstPage), { items: [], nextPageToken: '' });
+    });
+
+    describe('keys and versions', () => {
+      it('round-trips a key without any optional field', async () => {
+        const { key, primary } = await createKey(store);
+        assert.deepEqual(await store.getKey(key.id), key);
+        assert.deepEqual(await store.getVersion(key.id, primary.id), primary);
+        assert.deepEqual(await store.getWrappedMaterial(key.id, primary.id), material(primary.id));
+      });
+
+      it('round-trips a key with every optional field and stores the revision it is given', async () => {
+        const { key } = await createKey(store, {
+          name: 'full',
+          description: 'every field set',
+          labels: { env: 'prod', team: 'kms', empty: '' },
+          status: 'INACTIVE',
+          defaultAlgorithm: 'AES_128',
+          createdAt: T0 + 1,
+          rotatedAt: T0 + 2,
+          rotationPeriodMs: 7 * DAY_MS,
+          deletionProtection: true,
+          deletedAt: T0 + 3,
+          revision: 7,
+        });
+        assert.deepEqual(await store.getKey(key.id), key);
+      });
+
+      it('round-trips versions with and without destroyAt, in software and in an HSM', async () => {
+        const scheduled = (keyId: string) =>
+          makeVersion(keyId, { status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + DAY_MS, algorithm: 'AES_192' });
+        const key = makeKey();
+        const hsm = makeVersion(key.id, { algorithm: 'AES_256_HSM', hostedByHsm: true });
+        const later = scheduled(key.id);
+        await createKey(store, key, { insertVersions: [withMaterial(hsm), withMaterial(later)] });
+        for (const v of [hsm, later]) {
+          assert.deepEqual(await store.getVersion(key.id, v.id), v);
+          assert.deepEqual(await store.getWrappedMaterial(key.id, v.id), material(v.id));
+        }
+      });
+
+      it('finds a version only under its own key', async () => {
+        const a = await createKey(store);
+        const b = await createKey(store);
+        assert.equal(await store.getVersion(b.key.id, a.primary.id), undefined);
+        assert.equal(await store.getWrappedMaterial(b.key.id, a.primary.id), undefined);
+      });
+
+      it('updates a key at the expected revision, removing optional fields that are gone', async () => {
+        const { key } = await createKey(store, { rotationPeriodMs: DAY_MS, labels: { a: '1' } });
+        const { rotationPeriodMs: _dropped, ...rest } = key;
+        const updated = await updateKey(store, key, { ...rest, name: 'renamed', labels: { b: '2' }, rotatedAt: T0 + 5 });
+        const stored = await store.getKey(key.id);
+        assert.deepEqual(stored, updated);
+        assert.equal(stored?.revision, key.revision + 1);
+        assert.ok(!('rotationPeriodMs' in (stored ?? {})));
+      });
+
+      it('keeps material apart from the buffers passed in and handed out', async () => {
+        const { key, primary } = await createKey(store);
+        const v2 = makeVersion(key.id);
+        const passed = material(v2.id);
+        await updateKey(store, key, key, { insertVersions: [{ version: v2, wrappedMaterial: passed }] });
+        passed.fill(0);
+        const read = await store.getWrappedMaterial(key.id, v2.id);
+        assert.deepEqual(read, material(v2.id));
+        read?.fill(0);
+        assert.deepEqual(await store.getWrappedMaterial(key.id, v2.id), material(v2.id));
+        assert.deepEqual(await store.getWrappedMaterial(key.id, primary.id), material(primary.id));
+      });
+
+      it('erases the material of a version that becomes DESTROYED', async () => {
+        const created = await createKey(store);
+        let k = created.key;
+        let v2 = makeVersion(k.id);
+        k = await updateKey(store, k, k, { insertVersions: [withMaterial(v2)] });
+        assert.equal(await store.countLiveVersions(k.id), 2);
+
+        v2 = scheduleDestruction(k, v2, T0, DAY_MS);
+        k = await updateKey(store, k, k, { updateVersions: [v2] });
+        assert.deepEqual(await store.getVersion(k.id, v2.id), v2);
+        assert.deepEqual(await store.getWrappedMaterial(k.id, v2.id), material(v2.id), 'scheduled keeps material');
+        assert.equal(await store.countLiveVersions(k.id), 2, 'scheduled still counts');
+
+        v2 = cancelDestruction(v2, T0 + 1);
+        k = await updateKey(store, k, k, { updateVersions: [v2] });
+        const cancelled = await store.getVersion(k.id, v2.id);
+        assert.deepEqual(cancelled, v2);
+        assert.ok(!('destroyAt' in (cancelled ?? {})), 'cancelling clears destroyAt');
+
+        v2 = destroy(scheduleDestruction(k, v2, T0 + 2, DAY_MS));
+        k = await updateKey(store, k, k, { updateVersions: [v2] });
+        assert.deepEqual(await store.getVersion(k.id, v2.id), v2);
+        assert.equal(await store.getWrappedMaterial(k.id, v2.id), undefined);
+        assert.equal(await store.countLiveVersions(k.id), 1);
+        assert.deepEqual(await store.getWrappedMaterial(k.id, created.primary.id), material(created.primary.id));
+      });
+    });
+
+    describe('commitKeyChange is all or nothing', () => {
+      /** A key with a second version, and a change that would touch every part of the store. */
+      async function setUp() {
+        const key = makeKey();
+        const extra = makeVersion(key.id);
+        const { primary } = await createKey(store, key, { insertVersions: [withMaterial(extra)] });
+        const fresh = makeVersion(key.id);
+        const op = makeOperation(key.id, { idempotencyKey: 'idem-1' });
+        const change = {
+          key: { ...key, name: 'changed', revision: key.revision + 1 },
+          expectRevision: key.revision,
+          insertVersions: [withMaterial(fresh)],
+          updateVersions: [scheduleDestruction(key, extra, T0, DAY_MS)],
+          operation: op,
+        } satisfies KeyChange;
+        return { key, primary, extra, fresh, op, change };
+      }
+
+      async function assertUntouched(s: Awaited<ReturnType<typeof setUp>>): Promise<void> {
+        assert.deepEqual(await store.getKey(s.key.id), s.key);
+        assert.deepEqual(await store.getVersion(s.key.id, s.extra.id), s.extra);
+        assert.deepEqual(await store.getWrappedMaterial(s.key.id, s.extra.id), material(s.extra.id));
+        assert.equal(await store.getVersion(s.key.id, s.fresh.id), undefined);
+        assert.equal(await store.getWrappedMaterial(s.key.id, s.fresh.id), undefined);
+        assert.equal(await store.getOperation(s.op.id), undefined);
+        assert.equal(await store.findOperationByIdempotencyKey(s.op.createdBy, 'idem-1'), undefined);
+        assert.deepEqual(ids((await store.listVersions(s.key.id, firstPage)).items), [s.primary.id, s.extra.id]);
+        assert.deepEqual(await store.listOperations(s.key.id, firstPage), { items: [], nextPageToken: '' });
+      }
+
+      it('applies the whole change when the revision matches', async () => {
+        const s = await setUp();
+        await store.commitKeyChange(s.change);
+        assert.deepEqual(await store.getKey(s.key.id), s.change.key);
+        assert.deepEqual(await store.getVersion(s.key.id, s.fresh.id), s.fresh);
+        assert.deepEqual(await store.getVersion(s.key.id, s.extra.id), s.change.updateVersions[0]);
+        assert.deepEqual(await store.getOperation(s.op.id), s.op);
+      });
+
+      it('aborts a change made at a stale revision and writes nothing of it', async () => {
+        const s = await setUp();
+        await rejectsWithCode(store.commitKeyChange({ ...s.change, expectRevision: s.key.revision + 1 }), Code.Aborted, s.key.id);
+        await assertUntouched(s);
+      });
+
+      it('aborts the second of two changes made from the same revision', async () => {
+        const s = await setUp();
+        const winner = await updateKey(store, s.key, { ...s.key, description: 'first writer' });
+        await rejectsWithCode(store.commitKeyChange(s.change), Code.Aborted);
+        assert.deepEqual(await store.getKey(s.key.id), winner);
+        assert.equal(await store.getVersion(s.key.id, s.fresh.id), undefined);
+        assert.equal(await store.getOperation(s.op.id), undefined);
+      });
+
+      it('aborts an update of a key that does not exist', async () => {
+        const key = makeKey();
+        await rejectsWithCode(store.commitKeyChange({ key: { ...key, revision: 2 }, expectRevision: 1 }), Code.Aborted);
+        assert.equal(await store.getKey(key.id), undefined);
+      });
+
+      it('refuses to insert a key id that exists, and writes nothing of that change', async () => {
+        const s = await setUp();
+        const { expectRevision: _insert, ...asInsert } = s.change;
+        await rejectsWithCode(store.commitKeyChange(asInsert), Code.AlreadyExists, s.key.id);
+        await assertUntouched(s);
+      });
+
+      it('refuses to insert a version id that exists, undoing the versions inserted before it', async () => {
+        const s = await setUp();
+        const duplicate = withMaterial({ ...makeVersion(s.key.id), id: s.primary.id });
+        const change = { ...s.change, insertVersions: [...s.change.insertVersions, duplicate] };
+        await rejectsWithCode(store.commitKeyChange(change), Code.AlreadyExists, s.primary.id);
+        await assertUntouched(s);
+      });
+
+      it('refuses a version id used by another key', async () => {
+        const s = await setUp();
+        const other = await createKey(store);
+        const stolen = withMaterial({ ...makeVersion(s.key.id), id: other.primary.id });
+        await rejectsWithCode(store.commitKeyChange({ ...s.change, insertVersions: [stolen] }), Code.AlreadyExists);
+        await assertUntouched(s);
+        assert.deepEqual(await store.getVersion(other.key.id, other.primary.id), other.primary);
+      });
+
+      it('refuses an operation id that exists, undoing the key and versions', async () => {
+        const s = await setUp();
+        const earlier = makeOperation('abjelsewhere');
+        await createKey(store, {}, { operation: earlier });
+        const reused = { ...s.op, id: earlier.id };
+        await rejectsWithCode(store.commitKeyChange({ ...s.change, operation: reused }), Code.AlreadyExists, reused.id);
+        await assertUntouched(s);
+      });
+
+      it('aborts an update of a version that does not exist, undoing the rest', async () => {
+        const s = await setUp();
+        const ghost = makeVersion(s.key.id, { status: 'DESTROYED' });
+        await rejectsWithCode(
+          store.commitKeyChange({ ...s.change, updateVersions: [...s.change.updateVersions, ghost] }),
+          Code.Aborted,
+          ghost.id,
+        );
+        await assertUntouched(s);
+      });
+
+      it('refuses versions that belong to another key, writing nothing', async () => {
+        const s = await setUp();
+        const other = await createKey(store);
+        // Written under s.key's revision check, these would change another key behind its back.
+        const foreignUpdate = { ...other.primary, status: 'DESTROYED' } as const;
+        const foreignInsert = withMaterial(makeVersion(other.key.id));
+        await assert.rejects(store.commitKeyChange({ ...s.change, updateVersions: [foreignUpdate] }));
+        await assert.rejects(store.commitKeyChange({ ...s.change, insertVersions: [foreignInsert] }));
+        await assertUntouched(s);
+        assert.equal(await store.getVersion(other.key.id, foreignInsert.version.id), undefined);
+        assert.deepEqual(await store.getVersion(other.key.id, other.primary.id), other.primary);
+        assert.deepEqual(await store.getWrappedMaterial(other.key.id, other.primary.id), material(other.primary.id));
+      });
+    });
+
+    describe('pagination', () => {
+      async function keysCreatedAt(times: number[], fields: Partial<SymmetricKey> = {}): Promise<SymmetricKey[]> {
+        const keys: SymmetricKey[] = [];
+        for (const t of times) keys.push((await createKey(store, { createdAt: t, ...fields })).key);
+        return keys;
+      }
+      const byCreation = (items: SymmetricKey[]) =>
+        [...items].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1)).map((k) => k.id);
+
+      for (const pageSize of [1, 2, 0]) {
+        it(`listKeys serves every key once in creation order, ${pageSize || 'default'} per page`, async () => {
+          const keys = await keysCreatedAt([T0 + 30, T0 + 10, T0 + 50, T0 + 20, T0 + 40]);
+          const { items, pages } = await allPages((p) => store.listKeys(FOLDER, p), pageSize);
+          assert.deepEqual(ids(items), byCreation(keys));
+          assert.deepEqual(items, [...items].map((k) => keys.find((x) => x.id === k.id)));
+          assert.equal(pages, Math.ceil(keys.length / effectivePageSize(pageSize)));
+        });
+      }
+
+      it('orders keys created at the same time by id', async () => {
+        const keys = await keysCreatedAt([T0, T0, T0]);
+        const expected = ids(keys).sort();
+        assert.deepEqual(ids((await allPages((p) => store.listKeys(FOLDER, p), 1)).items), expected);
+        assert.deepEqual(ids((await store.listKeys(FOLDER, firstPage)).items), expected);
+      });
+
+      it('gives no next token when a page ends at the last row', async () => {
+        await keysCreatedAt([T0, T0 + 1]);
+        const page = await store.listKeys(FOLDER, { pageSize: 2, pageToken: '' });
+        assert.equal(page.items.length, 2);
+        assert.equal(page.nextPageToken, '');
+      });
+
+      it('lists only the folder’s keys that are not deleted; getKey still finds deleted ones', async () => {
+        const [live] = await keysCreatedAt([T0]);
+        const [deleted] = await keysCreatedAt([T0 + 1], { deletedAt: T0 + 2 });
+        await keysCreatedAt([T0 + 3], { folderId: OTHER_FOLDER });
+        assert.deepEqual(ids((await store.listKeys(FOLDER, firstPage)).items), [live?.id]);
+        assert.deepEqual(await store.getKey(deleted?.id ?? ''), deleted);
+
+        // A key deleted by an update leaves the listing too.
+        const removed = await updateKey(store, live!, { ...live!, deletedAt: T0 + 5 });
+        assert.deepEqual((await store.listKeys(FOLDER, firstPage)).items, []);
+        assert.deepEqual(await store.getKey(removed.id), removed);
+      });
+
+      it('keeps a listKeys token valid while keys are inserted and deleted', async () => {
+        const [k1, k2, k3, k4] = await keysCreatedAt([T0 + 1, T0 + 2, T0 + 3, T0 + 4]);
+        const page1 = await store.listKeys(FOLDER, { pageSize: 2, pageToken: '' });
+        assert.deepEqual(ids(page1.items), [k1?.id, k2?.id]);
+
+        const [late] = await keysCreatedAt([T0 + 10]);
+        const [early] = await keysCreatedAt([T0]);
+        await updateKey(store, k2!, { ...k2!, deletedAt: T0 + 20 }); // the row the token points at
+        const page2 = await store.listKeys(FOLDER, { pageSize: 2, pageToken: page1.nextPageToken });
+        assert.deepEqual(ids(page2.items), [k3?.id, k4?.id]);
+        const page3 = await store.listKeys(FOLDER, { pageSize: 2, pageToken: page2.nextPageToken });
+        assert.deepEqual(ids(page3.items), [late?.id], 'a key created later appears on a later page');
+        assert.equal(page3.nextPageToken, '');
+        assert.ok(![...page2.items, ...page3.items].some((k) => k.id === early?.id), 'an earlier key is not served behind the cursor');
+      });
+
+      it('lists a key’s versions in creation order, without other keys’ versions', async () => {
+        const key = makeKey({ createdAt: T0 });
+        const versions = [T0 + 3, T0 + 1, T0 + 2].map((t) => makeVersion(key.id, { createdAt: t }));
+        const { primary } = await createKey(store, key, { insertVersions: versions.map(withMaterial) });
+        await createKey(store);
+        const expected = [primary, ...[...versions].sort((a, b) => a.createdAt - b.createdAt)];
+        for (const pageSize of [1, 2, 0]) {
+          const { items } = await allPages((p) => store.listVersions(key.id, p), pageSize);
+          assert.deepEqual(items, expected);
+        }
+      });
+
+      it('serves 100 items per page when no page size is asked for', async () => {
+        const key = makeKey();
+        const versions = Array.from({ length: 100 }, (_, i) => makeVersion(key.id, { createdAt: T0 + 1 + i }));
+        await createKey(store, key, { insertVersions: versions.map(withMaterial) });
+        const page1 = await store.listVersions(key.id, firstPage);
+        assert.equal(page1.items.length, 100);
+        assert.notEqual(page1.nextPageToken, '');
+        const page2 = await store.listVersions(key.id, { pageSize: 0, pageToken: page1.nextPageToken });
+        assert.deepEqual(ids(page2.items), [versions[99]?.id]);
+        assert.equal(page2.nextPageToken, '');
+      });
+
+      async function operationsAt(resourceId: string, times: number[]): Promise<Operation[]> {
+        const { key } = await createKey(store);
+        let k = key;
+        const ops: Operation[] = [];
+        for (const t of times) {
+          const op = makeOperation(resourceId, { createdAt: t, modifiedAt: t });
+          k = await updateKey(store, k, k, { operation: op });
+          ops.push(op);
+        }
+        return ops;
+      }
+
+      for (const pageSize of [1, 2, 0]) {
+        it(`listOperations serves a resource’s operations newest first, ${pageSize || 'default'} per page`, async () => {
+          const ops = await operationsAt('abjresource', [T0 + 2, T0 + 5, T0 + 1, T0 + 4, T0 + 3]);
+          await operationsAt('abjother', [T0 + 3]);
+          const { items, pages } = await allPages((p) => store.listOperations('abjresource', p), pageSize);
+          assert.deepEqual(items, [...ops].sort((a, b) => b.createdAt - a.createdAt));
+          assert.equal(pages, Math.ceil(ops.length / effectivePageSize(pageSize)));
+        });
+      }
+
+      it('orders operations created at the same time by id, descending', async () => {
+        const ops = await operationsAt('abjresource', [T0, T0, T0]);
+        const expected = ids(ops).sort().reverse();
+        assert.deepEqual(ids((await allPages((p) => store.listOperations('abjresource', p), 1)).items), expected);
+      });
+
+      it('keeps a listOperations token valid while operations are inserted', async () => {
+        const [o1, o2, o3, o4] = await operationsAt('abjresource', [T0 + 1, T0 + 2, T0 + 3, T0 + 4]);
+        const page1 = await store.listOperations('abjresource', { pageSize: 2, pageToken: '' });
+        assert.deepEqual(ids(page1.items), [o4?.id, o3?.id]);
+
+        const [newer] = await operationsAt('abjresource', [T0 + 10]);
+        const [older] = await operationsAt('abjresource', [T0]);
+        const page2 = await store.listOperations('abjresource', { pageSize: 2, pageToken: page1.nextPageToken });
+        assert.deepEqual(ids(page2.items), [o2?.id, o1?.id]);
+        const page3 = await store.listOperations('abjresource', { pageSize: 2, pageToken: page2.nextPageToken });
+        assert.deepEqual(ids(page3.items), [older?.id], 'an older operation appears on a later page');
+        assert.equal(page3.nextPageToken, '');
+        assert.ok(![...page2.items, ...page3.items].some((o) => o.id === newer?.id), 'a newer operation is not served behind the cursor');
+      });
+
+      it('rejects a malformed page token with INVALID_ARGUMENT', async () => {
+        const { key } = await createKey(store);
+        for (const pageToken of MALFORMED_TOKENS) {
+          const page = { pageSize: 10, pageToken };
+          await rejectsWithCode(store.listKeys(FOLDER, page), Code.InvalidArgument, 'page_token');
+          await rejectsWithCode(store.listVersions(key.id, page), Code.InvalidArgument, 'page_token');
+          await rejectsWithCode(store.listOperations(key.id, page), Code.InvalidArgument, 'page_token');
+        }
+      });
+    });
+
+    describe('background queries', () => {
+      it('finds keys due for rotation from the due time on, earliest first, up to the limit', async () => {
+        const { key: a } = await createKey(store, { rotationPeriodMs: DAY_MS }); // due T0 + 1d
+        const { key: b } = await createKey(store, { rotationPeriodMs: DAY_MS, rotatedAt: T0 + DAY_MS / 2 }); // due T0 + 1.5d
+        await createKey(store); // never rotates
+        await createKey(store, { rotationPeriodMs: DAY_MS, deletedAt: T0 + 1 }); // deleted
+
+        assert.deepEqual(await store.findKeysDueForRotation(T0 + DAY_MS - 1, 10), []);
+        assert.deepEqual(await store.findKeysDueForRotation(T0 + DAY_MS, 10), [a]);
+        assert.deepEqual(await store.findKeysDueForRotation(T0 + 2 * DAY_MS, 10), [a, b]);
+        assert.deepEqual(await store.findKeysDueForRotation(T0 + 2 * DAY_MS, 1), [a]);
+
+        // Every write moves the due time: rotating a puts it behind b; deleting b removes it.
+        const rotated = await updateKey(store, a, { ...a, rotatedAt: T0 + DAY_MS });
+        assert.deepEqual(await store.findKeysDueForRotation(T0 + DAY_MS, 10), []);
+        assert.deepEqual(await store.findKeysDueForRotation(T0 + 2 * DAY_MS, 10), [b, rotated]);
+        await updateKey(store, b, { ...b, deletedAt: T0 + DAY_MS });
+        assert.deepEqual(await store.findKeysDueForRotation(T0 + 2 * DAY_MS, 10), [rotated]);
+      });
+
+      it('finds versions due for destruction from destroyAt on, of keys not deleted, earliest first', async () => {
+        const key = makeKey();
+        const scheduled = (destroyAt: number) => makeVersion(key.id, { status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt });
+        const [first, second] = [scheduled(T0 + DAY_MS), scheduled(T0 + 2 * DAY_MS)];
+        const active = makeVersion(key.id);
+        const destroyed = makeVersion(key.id, { status: 'DESTROYED' });
+        await createKey(store, key, { insertVersions: [second, first, active, destroyed].map(withMaterial) });
+        const gone = makeKey({ deletedAt: T0 });
+        const orphan = makeVersion(gone.id, { status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 });
+        await createKey(store, gone, { insertVersions: [withMaterial(orphan)] });
+
+        assert.deepEqual(await store.findVersionsDueForDestruction(T0 + DAY_MS - 1, 10), []);
+        assert.deepEqual(await store.findVersionsDueForDestruction(T0 + DAY_MS, 10), [first]);
+        assert.deepEqual(await store.findVersionsDueForDestruction(T0 + 3 * DAY_MS, 10), [first, second]);
+        assert.deepEqual(await store.findVersionsDueForDestruction(T0 + 3 * DAY_MS, 1), [first]);
+        assert.equal(await store.getWrappedMaterial(key.id, destroyed.id), undefined, 'inserted DESTROYED holds nothing');
+      });
+
+      it('finds keys deleted strictly before the given time, earliest first', async () => {
+        const { key: a } = await createKey(store, { deletedAt: T0 });
+        const { key: b } = await createKey(store, { deletedAt: T0 + DAY_MS });
+        await createKey(store);
+        assert.deepEqual(await store.findDeletedKeys(T0, 10), []);
+        assert.deepEqual(await store.findDeletedKeys(T0 + 1, 10), [a]);
+        assert.deepEqual(await store.findDeletedKeys(T0 + DAY_MS + 1, 10), [a, b]);
+        assert.deepEqual(await store.findDeletedKeys(T0 + DAY_MS + 1, 1), [a]);
+      });
+    });
+
+    describe('purgeKey', () => {
+      it('removes a deleted key with its versions and material, and keeps its operations', async () => {
+        const key = makeKey();
+        const v2 = makeVersion(key.id);
+        const created = makeOperation(key.id, { createdAt: T0 });
+        const { primary } = await createKey(store, key, { insertVersions: [withMaterial(v2)], operation: created });
+        const deletedOp = makeOperation(key.id, { createdAt: T0 + 1, metadata: { type: 'DeleteSymmetricKeyMetadata', keyId: key.id } });
+        const deleted = await updateKey(store, key, { ...key, deletedAt: T0 + 1 }, { operation: deletedOp });
+        const bystander = await createKey(store);
+
+        await store.purgeKey(key.id);
+        assert.equal(await store.getKey(key.id), undefined);
+        for (const v of [primary, v2]) {
+          assert.equal(await store.getVersion(key.id, v.id), undefined);
+          assert.equal(await store.getWrappedMaterial(key.id, v.id), undefined);
+        }
+        assert.deepEqual(await store.listVersions(key.id, firstPage), { items: [], nextPageToken: '' });
+        assert.equal(await store.countLiveVersions(key.id), 0);
+        assert.deepEqual(await store.findDeletedKeys(T0 + DAY_MS, 10), []);
+        assert.deepEqual(await store.getOperation(created.id), created);
+        assert.deepEqual((await store.listOperations(key.id, firstPage)).items, [deletedOp, created]);
+        assert.deepEqual(await store.getKey(bystander.key.id), bystander.key);
+
+        // A writer that read the key before the purge cannot bring it back.
+        await rejectsWithCode(store.commitKeyChange({ key: { ...deleted, revision: 3 }, expectRevision: deleted.revision }), Code.Aborted);
+        assert.equal(await store.getKey(key.id), undefined);
+      });
+
+      it('does nothing for a key that is already gone', async () => {
+        await store.purgeKey('abjnothere');
+      });
+
+      it('refuses to purge a key that is not deleted', async () => {
+        const { key, primary } = await createKey(store);
+        await rejectsWithCode(store.purgeKey(key.id), Code.FailedPrecondition, key.id);
+        assert.deepEqual(await store.getKey(key.id), key);
+        assert.deepEqual(await store.getWrappedMaterial(key.id, primary.id), material(primary.id));
+      });
+    });
+
+    describe('operations', () => {
+      it('round-trips operations with every optional field present and absent', async () => {
+        const { key, primary } = await createKey(store);
+        const fullKey: SymmetricKey = { ...key, labels: { a: 'b' }, rotatedAt: T0 + 1, rotationPeriodMs: DAY_MS, deletedAt: T0 + 2 };
+        const scheduledVersion: KeyVersion = { ...primary, status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + DAY_MS };
+        const ops: Operation[] = [
+          makeOperation(key.id, {
+            description: 'Create symmetric key',
+            createdAt: T0 + 4,
+            modifiedAt: T0 + 5,
+            metadata: { type: 'CreateSymmetricKeyMetadata', keyId: key.id, primaryVersionId: primary.id },
+            response: { type: 'SymmetricKey', view: { key, primaryVersion: primary } },
+            idempotencyKey: 'idem-create',
+          }),
+          makeOperation(key.id, {
+            createdAt: T0 + 3,
+            metadata: { type: 'ScheduleSymmetricKeyVersionDestructionMetadata', keyId: key.id, versionId: primary.id, destroyAt: T0 + DAY_MS },
+            response: { type: 'SymmetricKeyVersion', version: scheduledVersion, primary: false },
+          }),
+          makeOperation(key.id, {
+            createdAt: T0 + 2,
+            metadata: { type: 'RotateSymmetricKeyMetadata', keyId: key.id, newPrimaryVersionId: primary.id },
+            response: { type: 'SymmetricKey', view: { key: fullKey, primaryVersion: primary } },
+          }),
+          makeOperation(key.id, {
+            createdAt: T0 + 1,
+            done: false,
+            metadata: { type: 'DeleteSymmetricKeyMetadata', keyId: key.id },
+            error: { code: Code.FailedPrecondition, message: 'key is protected' },
+          }),
+          makeOperation(key.id, { createdAt: T0 }),
+        ];
+        let k = key;
+        for (const op of ops) k = await updateKey(store, k, k, { operation: op });
+        for (const op of ops) assert.deepEqual(await store.getOperation(op.id), op);
+        assert.deepEqual((await store.listOperations(key.id, firstPage)).items, ops);
+        assert.deepEqual(await store.findOperationByIdempotencyKey('ajeuser', 'idem-create'), ops[0]);
+      });
+
+      it('scopes idempotency keys to the caller who created the operation', async () => {
+        const { key } = await createKey(store);
+        const alice = makeOperation(key.id, { createdBy: 'ajealice', idempotencyKey: 'same' });
+        const bob = makeOperation(key.id, { createdBy: 'ajebob', idempotencyKey: 'same' });
+        const k = await updateKey(store, key, key, { operation: alice });
+        assert.equal(await store.findOperationByIdempotencyKey('ajebob', 'same'), undefined);
+        await updateKey(store, k, k, { operation: bob });
+        assert.deepEqual(await store.findOperationByIdempotencyKey('ajealice', 'same'), alice);
+        assert.deepEqual(await store.findOperationByIdempotencyKey('ajebob', 'same'), bob);
+        assert.equal(await store.findOperationByIdempotencyKey('ajealice', 'other'), undefined);
+      });
+
+      it('refuses an idempotency key the same caller already used, writing nothing of that change', async () => {
+        const { key } = await createKey(store);
+        const first = makeOperation(key.id, { idempotencyKey: 'once' });
+        const k = await updateKey(store, key, key, { operation: first });
+        const v = makeVersion(key.id);
+        const again = makeOperation(key.id, { idempotencyKey: 'once' });
+        await rejectsWithCode(
+          store.commitKeyChange({ key: { ...k, name: 'x', revision: k.revision + 1 }, expectRevision: k.revision, insertVersions: [withMaterial(v)], operation: again }),
+          Code.AlreadyExists,
+        );
+        assert.deepEqual(await store.getKey(key.id), k);
+        assert.equal(await store.getVersion(key.id, v.id), undefined);
+        assert.equal(await store.getOperation(again.id), undefined);
+        assert.deepEqual(await store.findOperationByIdempotencyKey(first.createdBy, 'once'), first);
+      });
+    });
+
+    describe('principals and tokens', () => {
+      const principal = (fields: Partial<Principal> = {}): Principal => ({
+        id: testId('aje'),
+        type: 'userAccount',
+        name: 'someone',
+        createdAt: T0,
+        admin: false,
+        ...fields,
+      });
+      const token = (principalId: string, fields: Partial<TokenRecord> = {}): TokenRecord => ({
+        id: testId('tok'),
+        principalId,
+        secretHash: material(`secret-${principalId}`),
+        createdAt: T0,
+        ...fields,
+      });
+
+      it('round-trips principals of every kind', async () => {
+        const all = [
+          principal(),
+          principal({ type: 'serviceAccount', name: 'ci', admin: true }),
+          principal({ type: 'system', name: 'kmsd', createdAt: T0 + 9 }),
+        ];
+        for (const p of all) await store.createPrincipal(p);
+        for (const p of all) assert.deepEqual(await store.getPrincipal(p.id), p);
+      });
+
+      it('refuses a principal id that exists', async () => {
+        const p = principal({ name: 'first' });
+        await store.createPrincipal(p);
+        await rejectsWithCode(store.createPrincipal({ ...p, name: 'second' }), Code.AlreadyExists, p.id);
+        assert.deepEqual(await store.getPrincipal(p.id), p);
+      });
+
+      it('round-trips tokens with and without expiry and revocation', async () => {
+        const p = principal();
+        await store.createPrincipal(p);
+        const all = [token(p.id), token(p.id, { expiresAt: T0 + DAY_MS }), token(p.id, { expiresAt: T0 + DAY_MS, revokedAt: T0 + 1 })];
+        for (const t of all) await store.createToken(t);
+        for (const t of all) assert.deepEqual(await store.getToken(t.id), t);
+      });
+
+      it('refuses a token id that exists and a token of an unknown principal', async () => {
+        const p = principal();
+        await store.createPrincipal(p);
+        const t = token(p.id);
+        await store.createToken(t);
+        await rejectsWithCode(store.createToken({ ...t, secretHash: material('other') }), Code.AlreadyExists, t.id);
+        assert.deepEqual(await store.getToken(t.id), t);
+        const orphan = token('ajenobody');
+        await rejectsWithCode(store.createToken(orphan), Code.NotFound, 'ajenobody');
+        assert.equal(await store.getToken(orphan.id), undefined);
+      });
+    });
+
+    describe('meta', () => {
+      it('sets a value only once and returns the value stored', async () => {
+        assert.equal(await store.getMeta('root-key-check'), undefined);
+        assert.equal(await store.initMeta('root-key-check', 'first'), 'first');
+        assert.equal(await store.initMeta('root-key-check', 'second'), 'first');
+        assert.equal(await store.getMeta('root-key-check'), 'first');
+        assert.equal(await store.initMeta('admin-id', ''), '');
+        assert.equal(await store.getMeta('admin-id'), '');
+      });
+    });
+  });
+}
