@@ -386,15 +386,13 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         for (const t of times) keys.push((await createKey(store, { createdAt: t, ...fields })).key);
         return keys;
       }
-      const byCreation = (items: SymmetricKey[]) =>
-        [...items].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1)).map((k) => k.id);
+      const byCreation = (items: SymmetricKey[]) => [...items].sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
 
       for (const pageSize of [1, 2, 0]) {
         it(`listKeys serves every key once in creation order, ${pageSize || 'default'} per page`, async () => {
           const keys = await keysCreatedAt([T0 + 30, T0 + 10, T0 + 50, T0 + 20, T0 + 40]);
           const { items, pages } = await allPages((p) => store.listKeys(FOLDER, p), pageSize);
-          assert.deepEqual(ids(items), byCreation(keys));
-          assert.deepEqual(items, [...items].map((k) => keys.find((x) => x.id === k.id)));
+          assert.deepEqual(items, byCreation(keys));
           assert.equal(pages, Math.ceil(keys.length / effectivePageSize(pageSize)));
         });
       }

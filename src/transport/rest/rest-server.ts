@@ -65,6 +65,11 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
+    // Errors fastify raises before routing (a malformed URL, a bad header) get the API's error shape too.
+    frameworkErrors: (err, req, reply) => {
+      void reply.header('x-request-id', req.id);
+      return send(reply, 400, errorBody(publicError(fastifyErrorToKms(err), req.id), req.id));
+    },
     return503OnClosing: true,
     forceCloseConnections: false,
     routerOptions: { ignoreTrailingSlash: false },
@@ -116,6 +121,9 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
       if (body === null || typeof body !== 'object' || Array.isArray(body)) throw ERR.invalidArgument('request body must be a JSON object');
       json = body as JsonObject;
     } else {
+      const body = req.body;
+      const empty = body === undefined || (typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length === 0);
+      if (!empty) throw ERR.invalidArgument(`${b.method.name} takes no request body; send its fields in the query string`);
       json = jsonFromQuery(b.method.input, req.query as Record<string, string>);
     }
     b.pathFields.forEach((name, i) => {
