@@ -37,17 +37,24 @@ export interface KeyStore {
   /** Versions that are not DESTROYED. */
   countLiveVersions(keyId: string): Promise<number>;
   /**
-   * Applies a change atomically. Throws KmsError ABORTED when expectRevision no longer matches (or
-   * the key was purged), ALREADY_EXISTS when inserting a key or version id that exists.
+   * Applies a change atomically: on any error nothing of it is written. Throws KmsError
+   *  - ABORTED when expectRevision no longer matches, the key was purged, or updateVersions names a
+   *    version that does not exist;
+   *  - ALREADY_EXISTS when inserting a key, version or operation id that exists, or when the
+   *    operation's (createdBy, idempotencyKey) was used before;
+   *  - a plain Error (a bug in the caller) when a version's keyId is not change.key.id.
    */
   commitKeyChange(change: KeyChange): Promise<void>;
   /** Keys not deleted whose automatic rotation is due at `now`. */
   findKeysDueForRotation(now: number, limit: number): Promise<SymmetricKey[]>;
   /** SCHEDULED_FOR_DESTRUCTION versions of keys not deleted whose destroyAt has passed. */
   findVersionsDueForDestruction(now: number, limit: number): Promise<KeyVersion[]>;
-  /** Deleted keys whose grace period ended before `deletedBefore`. */
+  /** Deleted keys with deletedAt < deletedBefore (the caller passes now − grace period). */
   findDeletedKeys(deletedBefore: number, limit: number): Promise<SymmetricKey[]>;
-  /** Removes a deleted key with all its versions and their material. Operations stay. */
+  /**
+   * Removes a deleted key with all its versions and their material; operations stay. A missing key
+   * is a no-op (another node may have purged it); a key that is not deleted is FAILED_PRECONDITION.
+   */
   purgeKey(keyId: string): Promise<void>;
 }
 
@@ -61,6 +68,7 @@ export interface OperationStore {
 export interface PrincipalStore {
   createPrincipal(p: Principal): Promise<void>;
   getPrincipal(id: string): Promise<Principal | undefined>;
+  /** NOT_FOUND when the principal does not exist. */
   createToken(t: TokenRecord): Promise<void>;
   getToken(id: string): Promise<TokenRecord | undefined>;
 }

@@ -1,0 +1,51 @@
+import autocannon from 'autocannon';
+
+// One autocannon run, reduced to the numbers the report needs.
+
+export interface HttpRequestSpec {
+  readonly method: 'POST' | 'GET';
+  /** Absolute URL. */
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: string;
+}
+
+export interface Measurement {
+  /** Mean of autocannon's per-second request counts (all responses). */
+  readonly reqPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly non2xx: number;
+  /** Connection errors, including timeouts. */
+  readonly errors: number;
+  readonly timeouts: number;
+  readonly responses2xx: number;
+  readonly durationS: number;
+  readonly statusCodes: Readonly<Record<string, number>>;
+}
+
+export async function runAutocannon(req: HttpRequestSpec, o: { connections: number; durationS: number }): Promise<Measurement> {
+  const r = await autocannon({
+    url: req.url,
+    method: req.method,
+    headers: { ...req.headers },
+    ...(req.body === undefined ? {} : { body: req.body }),
+    connections: o.connections,
+    duration: o.durationS,
+    pipelining: 1,
+    timeout: 10,
+  });
+  const statusCodes: Record<string, number> = {};
+  for (const [code, s] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = s.count ?? 0;
+  return {
+    reqPerSec: r.requests.mean,
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    responses2xx: r['2xx'],
+    durationS: r.duration,
+    statusCodes,
+  };
+}
