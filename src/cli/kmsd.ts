@@ -22,6 +22,9 @@ program
   .addOption(new Option('--auth <mode>', `iam: tokens required; none: DEV MODE, everyone is admin [${ENV_VARS.auth}] (default iam)`))
   .addOption(new Option('--seed <file>', `YAML or JSON keys to create at start if missing [${ENV_VARS.seed}]`))
   .addOption(new Option('--test-clock [mode]', `enable POST /kmsd/v1/testing/clock:advance; "force" allows it with --auth iam [${ENV_VARS.testClock}]`))
+  .addOption(new Option('--cache-max-keys <n>', `keys cached for crypto calls [${ENV_VARS.cacheMaxKeys}] (default 10000)`))
+  .addOption(new Option('--cache-ttl-ms <ms>', `cache entry lifetime [${ENV_VARS.cacheTtlMs}] (default 60000)`))
+  .addOption(new Option('--scheduler-interval-ms <ms>', `how often due rotations and destructions run [${ENV_VARS.schedulerIntervalMs}] (default 5000)`))
   .addOption(new Option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent [${ENV_VARS.logLevel}] (default info)`))
   .action(async (flags: Record<string, string | boolean>) => {
     let config;
@@ -47,9 +50,6 @@ program
       }
       throw e;
     }
-    process.stdout.write(`${JSON.stringify({ event: 'ready', rest: server.restAddress, auth: config.auth, dataDir: config.dataDir })}\n`);
-    logger.info({ rest: server.restAddress, auth: config.auth, dataDir: config.dataDir }, 'kmsd is ready');
-
     const shutdown = (signal: string) => {
       logger.info({ signal }, 'draining in-flight requests and stopping');
       server.close().then(
@@ -66,6 +66,10 @@ program
     };
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));
+    // Only now announce readiness: a supervisor may send SIGTERM the moment it reads this line, and
+    // it must find the handler above installed (else the default action kills kmsd undrained).
+    process.stdout.write(`${JSON.stringify({ event: 'ready', rest: server.restAddress, auth: config.auth, dataDir: config.dataDir })}\n`);
+    logger.info({ rest: server.restAddress, auth: config.auth, dataDir: config.dataDir }, 'kmsd is ready');
   });
 
 await program.parseAsync(process.argv);

@@ -100,7 +100,9 @@ export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, s
     const fromFlag = flags[option as keyof ServeOptionsInput];
     const value = fromFlag ?? env[variable];
     if (value === undefined || value === '') continue;
-    merged[option] = option === 'testClock' && (value === true || value === 'true' || value === '1') ? 'on' : value === false ? 'off' : value;
+    const on = option === 'testClock' && (value === true || value === 'true' || value === '1');
+    const off = value === false || (option === 'testClock' && (value === 'false' || value === '0'));
+    merged[option] = on ? 'on' : off ? 'off' : value;
   }
   const parsed = ServeOptions.safeParse(merged);
   if (!parsed.success) {

@@ -33,6 +33,8 @@ export function decodeCursor(token: string): Cursor | undefined {
   if (token === '') return undefined;
   const text = /^[A-Za-z0-9_-]+$/.test(token) ? Buffer.from(token, 'base64url').toString('utf8') : '';
   const m = /^([0-9a-z]{1,12})\.([a-z0-9_-]{1,50})$/.exec(text);
-  if (!m) throw ERR.field('page_token', 'is not a token this service issued');
-  return { at: parseInt(m[1]!, 36), id: m[2]! };
+  const at = m ? parseInt(m[1]!, 36) : NaN;
+  // 12 base-36 digits can exceed 2^53: no issued token holds such a position.
+  if (!m || !Number.isSafeInteger(at)) throw ERR.field('page_token', 'is not a token this service issued');
+  return { at, id: m[2]! };
 }

@@ -69,7 +69,9 @@ export function parseSeedFile(path: string): z.infer<typeof SeedFileSchema> {
   const parsed = SeedFileSchema.safeParse(doc ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new SeedError(`seed file ${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    // keys[1].versions[0].material, as the errors of applySeedFile name entries.
+    const where = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join('');
+    throw new SeedError(`seed file ${path}: ${where || '(root)'}: ${issue.message}`);
   }
   return parsed.data;
 }

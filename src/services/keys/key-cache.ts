@@ -58,22 +58,28 @@ export class KeyCache {
   invalidate(keyId: string): void {
     this.#epoch++;
     this.#entries.delete(keyId);
+    // A load in flight may have read the state before the change: later callers must not join it.
+    this.#keyLoads.delete(keyId);
+    for (const loadId of this.#versionLoads.keys()) if (loadId.startsWith(`${keyId}/`)) this.#versionLoads.delete(loadId);
   }
 
   /** The key as stored (deleted keys included), from cache when warm; one store read per miss. */
   async getKey(keyId: string): Promise<SymmetricKey | undefined> {
     const hit = this.#entries.get(keyId);
     if (hit) return hit.key;
-    let load = this.#keyLoads.get(keyId);
-    if (!load) {
-      const epoch = this.#epoch;
-      load = this.#store.getKey(keyId).then((key) => {
-        if (key && epoch === this.#epoch) this.#entries.set(keyId, { key, versions: new Map() });
-        return key;
-      });
-      load.finally(() => this.#keyLoads.delete(keyId)).catch(() => undefined);
-      this.#keyLoads.set(keyId, load);
-    }
+    const inFlight = this.#keyLoads.get(keyId);
+    if (inFlight) return inFlight;
+    const epoch = this.#epoch;
+    const load = this.#store.getKey(keyId).then((key) => {
+      if (key && epoch === this.#epoch) this.#entries.set(keyId, { key, versions: new Map() });
+      return key;
+    });
+    load
+      .finally(() => {
+        if (this.#keyLoads.get(keyId) === load) this.#keyLoads.delete(keyId);
+      })
+      .catch(() => undefined);
+    this.#keyLoads.set(keyId, load);
     return load;
   }
 
@@ -83,17 +89,20 @@ export class KeyCache {
     const hit = entry?.key === key ? entry.versions.get(versionId) : undefined;
     if (hit) return hit;
     const loadId = `${key.id}/${versionId}`;
-    let load = this.#versionLoads.get(loadId);
-    if (!load) {
-      const epoch = this.#epoch;
-      load = this.#loadVersion(key.id, versionId).then((usable) => {
-        const current = this.#entries.get(key.id);
-        if (usable && epoch === this.#epoch && current?.key === key) current.versions.set(versionId, usable);
-        return usable;
-      });
-      load.finally(() => this.#versionLoads.delete(loadId)).catch(() => undefined);
-      this.#versionLoads.set(loadId, load);
-    }
+    const inFlight = this.#versionLoads.get(loadId);
+    if (inFlight) return inFlight;
+    const epoch = this.#epoch;
+    const load = this.#loadVersion(key.id, versionId).then((usable) => {
+      const current = this.#entries.get(key.id);
+      if (usable && epoch === this.#epoch && current?.key === key) current.versions.set(versionId, usable);
+      return usable;
+    });
+    load
+      .finally(() => {
+        if (this.#versionLoads.get(loadId) === load) this.#versionLoads.delete(loadId);
+      })
+      .catch(() => undefined);
+    this.#versionLoads.set(loadId, load);
     return load;
   }
 
@@ -113,5 +122,7 @@ export class KeyCache {
   clear(): void {
     this.#epoch++;
     this.#entries.clear();
+    this.#keyLoads.clear();
+    this.#versionLoads.clear();
   }
 }

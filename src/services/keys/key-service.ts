@@ -159,9 +159,17 @@ export function keyService(d: KeyServiceDeps) {
     return ctx?.idempotencyKey === undefined ? op : { ...op, idempotencyKey: ctx.idempotencyKey };
   }
 
-  async function replayed(ctx: CallContext | undefined): Promise<Operation | undefined> {
+  /**
+   * The operation an earlier request with the same Idempotency-Key made, if any. The key is scoped
+   * to the caller; reusing it for a different method or key is the caller's error, not a replay.
+   */
+  async function replayed(ctx: CallContext | undefined, expect?: { type: OperationMetadata['type']; resourceId?: string }): Promise<Operation | undefined> {
     if (ctx?.idempotencyKey === undefined) return undefined;
-    return d.store.findOperationByIdempotencyKey(ctx.principal.id, ctx.idempotencyKey);
+    const op = await d.store.findOperationByIdempotencyKey(ctx.principal.id, ctx.idempotencyKey);
+    if (op && expect && (op.metadata.type !== expect.type || (expect.resourceId !== undefined && op.resourceId !== expect.resourceId))) {
+      throw ERR.invalidArgument('Idempotency-Key was already used for a different request');
+    }
+    return op;
   }
 
   /** Commits a planned change with its Operation, invalidates the cache, and returns the Operation. */
@@ -171,7 +179,8 @@ export function keyService(d: KeyServiceDeps) {
       await d.store.commitKeyChange({ ...plan.change, ...(expectRevision === undefined ? {} : { expectRevision }), operation: op });
     } catch (e) {
       // Two retries of one request with the same Idempotency-Key raced: the first one won.
-      const earlier = await replayed(ctx);
+      // A new key's id is fresh per request, so only mutations of existing keys compare it.
+      const earlier = await replayed(ctx, { type: plan.metadata.type, ...(expectRevision === undefined ? {} : { resourceId }) });
       if (earlier) return earlier;
       throw e;
     } finally {
@@ -181,8 +190,13 @@ export function keyService(d: KeyServiceDeps) {
   }
 
   /** Runs a mutation of an existing key, re-planning when another change commits first. */
-  async function mutate(ctx: CallContext | undefined, keyId: string, plan: (key: SymmetricKey, now: number) => Promise<Plan>): Promise<Operation> {
-    const earlier = await replayed(ctx);
+  async function mutate(
+    ctx: CallContext | undefined,
+    keyId: string,
+    type: OperationMetadata['type'],
+    plan: (key: SymmetricKey, now: number) => Promise<Plan>,
+  ): Promise<Operation> {
+    const earlier = await replayed(ctx, { type, resourceId: keyId });
     if (earlier) return earlier;
     for (let attempt = 1; ; attempt++) {
       const key = await liveKey(keyId);
@@ -241,7 +255,7 @@ export function keyService(d: KeyServiceDeps) {
   return {
     async create(ctx: CallContext, input: CreateKeyInput): Promise<Operation> {
       d.authorizer.authorize(ctx.principal, 'kms.keys.create', { folderId: input.folderId });
-      const earlier = await replayed(ctx);
+      const earlier = await replayed(ctx, { type: 'CreateSymmetricKeyMetadata' });
       if (earlier) return earlier;
       return createKey(ctx, input);
     },
@@ -274,9 +288,9 @@ export function keyService(d: KeyServiceDeps) {
       return d.store.listOperations(keyId, { pageSize: effectivePageSize(pageSize), pageToken });
     },
 
-    update(ctx: CallContext, input: UpdateKeyInput): Promise<Operation> {
+    async update(ctx: CallContext, input: UpdateKeyInput): Promise<Operation> {
       if (input.fields.size === 0) throw ERR.field('update_mask', 'required');
-      return mutate(ctx, input.keyId, async (key) => {
+      return mutate(ctx, input.keyId, 'UpdateSymmetricKeyMetadata', async (key) => {
         d.authorizer.authorize(ctx.principal, 'kms.keys.update', { folderId: key.folderId, keyId: key.id });
         const patch: { -readonly [K in keyof SymmetricKey]?: SymmetricKey[K] } = {};
         let rotationPeriodCleared = false;
@@ -326,7 +340,7 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     delete(ctx: CallContext, keyId: string): Promise<Operation> {
-      return mutate(ctx, keyId, async (key, now) => {
+      return mutate(ctx, keyId, 'DeleteSymmetricKeyMetadata', async (key, now) => {
         d.authorizer.authorize(ctx.principal, 'kms.keys.delete', { folderId: key.folderId, keyId });
         if (key.deletionProtection) throw ERR.failedPrecondition(`key ${keyId} has deletion protection; clear it with Update first`);
         return {
@@ -339,7 +353,7 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     setPrimaryVersion(ctx: CallContext, keyId: string, versionId: string): Promise<Operation> {
-      return mutate(ctx, keyId, async (key) => {
+      return mutate(ctx, keyId, 'SetPrimarySymmetricKeyVersionMetadata', async (key) => {
         d.authorizer.authorize(ctx.principal, 'kms.keys.setPrimaryVersion', { folderId: key.folderId, keyId });
         const version = await versionOf(key, versionId);
         assertCanBecomePrimary(version);
@@ -353,9 +367,9 @@ export function keyService(d: KeyServiceDeps) {
       });
     },
 
-    scheduleVersionDestruction(ctx: CallContext, keyId: string, versionId: string, pendingPeriodMs: number | undefined): Promise<Operation> {
+    async scheduleVersionDestruction(ctx: CallContext, keyId: string, versionId: string, pendingPeriodMs: number | undefined): Promise<Operation> {
       const pending = pendingPeriodOrDefault(pendingPeriodMs);
-      return mutate(ctx, keyId, async (key, now) => {
+      return mutate(ctx, keyId, 'ScheduleSymmetricKeyVersionDestructionMetadata', async (key, now) => {
         d.authorizer.authorize(ctx.principal, 'kms.keys.scheduleVersionDestruction', { folderId: key.folderId, keyId });
         const scheduled = scheduleDestruction(key, await versionOf(key, versionId), now, pending);
         return {
@@ -368,7 +382,7 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     cancelVersionDestruction(ctx: CallContext, keyId: string, versionId: string): Promise<Operation> {
-      return mutate(ctx, keyId, async (key, now) => {
+      return mutate(ctx, keyId, 'CancelSymmetricKeyVersionDestructionMetadata', async (key, now) => {
         d.authorizer.authorize(ctx.principal, 'kms.keys.cancelVersionDestruction', { folderId: key.folderId, keyId });
         const restored = cancelDestruction(await versionOf(key, versionId), now);
         return {
@@ -381,7 +395,7 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     rotate(ctx: CallContext, keyId: string): Promise<Operation> {
-      return mutate(ctx, keyId, async (key, now) => {
+      return mutate(ctx, keyId, 'RotateSymmetricKeyMetadata', async (key, now) => {
         d.authorizer.authorize(ctx.principal, 'kms.keys.rotate', { folderId: key.folderId, keyId });
         return rotatePlan(key, now);
       });
@@ -405,7 +419,7 @@ export function keyService(d: KeyServiceDeps) {
       for (const due of await d.store.findKeysDueForRotation(now, limit)) {
         try {
           // Re-checked inside the plan: a manual rotation may have committed since the query.
-          await mutate(undefined, due.id, async (key, at) => {
+          await mutate(undefined, due.id, 'RotateSymmetricKeyMetadata', async (key, at) => {
             if (!isRotationDue(key, at)) throw new NotDue();
             return rotatePlan(key, at);
           });

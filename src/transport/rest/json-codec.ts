@@ -16,9 +16,14 @@ function decodeError(desc: DescMessage, e: unknown): Error {
   const unknownKey = /^key "(.{0,100})" is unknown$/.exec(m[2]!);
   if (unknownKey) return ERR.invalidArgument(`unknown field "${unknownKey[1]}"`);
   const fieldName = m[1]!.startsWith(`${desc.typeName}.`) ? m[1]!.slice(desc.typeName.length + 1) : m[1]!;
-  const field = desc.fields.find((f) => f.name === fieldName);
-  if (field?.fieldKind === 'scalar' && field.scalar === ScalarType.BYTES) return ERR.field(fieldName, 'must be a base64 string');
-  return ERR.field(field ? fieldName : m[1]!, m[2]!.slice(0, 200));
+  // Enum and well-known-type errors name the type ("google.protobuf.Duration"), not the field:
+  // name the field when exactly one field of the request has that type.
+  const ofType = desc.fields.filter(
+    (f) => (f.fieldKind === 'enum' && f.enum.typeName === m[1]) || (f.fieldKind === 'message' && f.message.typeName === m[1]),
+  );
+  const field = desc.fields.find((f) => f.name === fieldName) ?? (ofType.length === 1 ? ofType[0] : undefined);
+  if (field?.fieldKind === 'scalar' && field.scalar === ScalarType.BYTES) return ERR.field(field.name, 'must be a base64 string');
+  return ERR.field(field ? field.name : m[1]!, m[2]!.slice(0, 200));
 }
 
 function snakeToCamel(path: string): string {

@@ -43,8 +43,8 @@ function lengthCheck(spec: string | undefined, unit: string): ((v: string | Uint
   if (!spec) return undefined;
   const r = parseRange(spec);
   return (v, where) => {
-    // Fast path: a string never has more code points than UTF-16 units.
-    if (typeof v === 'string' && v.length <= r.max && v.length >= r.min) return;
+    // Fast path: a string never has more code points than UTF-16 units (minimums above 1 need a count).
+    if (typeof v === 'string' && v.length <= r.max && r.min <= 1 && v.length >= r.min) return;
     const n = measure(v);
     if (n < r.min || n > r.max) throw ERR.field(where, `length must be ${rangeText(r)} ${unit}, got ${n}`);
   };

@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { join, resolve } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, ENV_VARS, loadServeConfig, type ServeConfig } from './config.js';
+
+// `kmsd serve` configuration (DESIGN.md §2): flags over environment variables over defaults; a bad
+// value stops kmsd with a message naming both the flag and the variable.
+
+type Flags = Parameters<typeof loadServeConfig>[0];
+
+function rejects(flags: Flags, env: NodeJS.ProcessEnv, flag: string, variable: string): string {
+  let message = '';
+  assert.throws(
+    () => loadServeConfig(flags, env),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+      assert.ok(e.message.includes(flag), `"${e.message}" should name ${flag}`);
+      assert.ok(e.message.includes(variable), `"${e.message}" should name ${variable}`);
+      message = e.message;
+      return true;
+    },
+  );
+  return message;
+}
+
+describe('defaults', () => {
+  it('with no flags and no environment', () => {
+    const c = loadServeConfig({}, {});
+    const dataDir = resolve('kmsd-data');
+    assert.deepEqual(c, {
+      dataDir,
+      rest: { host: '127.0.0.1', port: 8080 },
+      store: { kind: 'sqlite', path: join(dataDir, 'kmsd.db') },
+      rootKey: { kind: 'file', path: join(dataDir, 'root.key') },
+      auth: 'iam',
+      testClock: false,
+      cache: { maxKeys: 10_000, ttlMs: 60_000 },
+      schedulerIntervalMs: 5_000,
+      logLevel: 'info',
+    } satisfies ServeConfig);
+    assert.equal('seedFile' in c, false);
+  });
+
+  it('is frozen', () => {
+    const c = loadServeConfig({}, {});
+    assert.ok(Object.isFrozen(c));
+    assert.throws(() => {
+      (c as { auth: string }).auth = 'none';
+    }, TypeError);
+  });
+
+  it('ignores empty environment variables', () => {
+    assert.equal(loadServeConfig({}, { KMSD_AUTH: '', KMSD_REST_ADDR: '' }).auth, 'iam');
+  });
+});
+
+describe('flags and environment', () => {
+  it('every option has a KMSD_ variable', () => {
+    for (const [option, variable] of Object.entries(ENV_VARS)) {
+      const snake = option.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+      assert.equal(variable, `KMSD_${snake}`);
+    }
+  });
+
+  it('reads the environment when there is no flag', () => {
+    const c = loadServeConfig({}, { KMSD_AUTH: 'none', KMSD_REST_ADDR: '0.0.0.0:9090', KMSD_LOG_LEVEL: 'warn', KMSD_CACHE_MAX_KEYS: '5', KMSD_CACHE_TTL_MS: '100' });
+    assert.equal(c.auth, 'none');
+    assert.deepEqual(c.rest, { host: '0.0.0.0', port: 9090 });
+    assert.equal(c.logLevel, 'warn');
+    assert.deepEqual(c.cache, { maxKeys: 5, ttlMs: 100 });
+  });
+
+  it('flags win over environment variables', () => {
+    const env = { KMSD_AUTH: 'iam', KMSD_REST_ADDR: '0.0.0.0:9090', KMSD_DATA_DIR: '/env/dir' };
+    const c = loadServeConfig({ auth: 'none', restAddr: '127.0.0.1:7070', dataDir: '/flag/dir' }, env);
+    assert.equal(c.auth, 'none');
+    assert.deepEqual(c.rest, { host: '127.0.0.1', port: 7070 });
+    assert.equal(c.dataDir, '/flag/dir');
+  });
+
+  it('a good flag wins over a bad environment variable', () => {
+    assert.equal(loadServeConfig({ auth: 'none' }, { KMSD_AUTH: 'bogus' }).auth, 'none');
+  });
+});
+
+describe('listener address', () => {
+  it('port 0 picks a free port', () => {
+    assert.deepEqual(loadServeConfig({ restAddr: '127.0.0.1:0' }, {}).rest, { host: '127.0.0.1', port: 0 });
+  });
+
+  it('IPv6 in brackets', () => {
+    assert.deepEqual(loadServeConfig({ restAddr: '[::1]:0' }, {}).rest, { host: '::1', port: 0 });
+    assert.deepEqual(loadServeConfig({ restAddr: '[::]:8080' }, {}).rest, { host: '::', port: 8080 });
+  });
+
+  it('host names, and an empty host meaning loopback', () => {
+    assert.deepEqual(loadServeConfig({ restAddr: 'localhost:65535' }, {}).rest, { host: 'localhost', port: 65535 });
+    assert.deepEqual(loadServeConfig({ restAddr: ':8081' }, {}).rest, { host: '127.0.0.1', port: 8081 });
+  });
+
+  it('a bad address names --rest-addr and KMSD_REST_ADDR, from either source', () => {
+    for (const addr of ['localhost', '127.0.0.1', '127.0.0.1:65536', '127.0.0.1:99999', '::1:80', '[::1]', 'host:port', 'a:-1', '1.2.3.4:80 ']) {
+      rejects({ restAddr: addr }, {}, '--rest-addr', 'KMSD_REST_ADDR');
+      rejects({}, { KMSD_REST_ADDR: addr }, '--rest-addr', 'KMSD_REST_ADDR');
+    }
+  });
+});
+
+describe('auth', () => {
+  it('accepts iam and none only', () => {
+    assert.equal(loadServeConfig({ auth: 'iam' }, {}).auth, 'iam');
+    assert.equal(loadServeConfig({ auth: 'none' }, {}).auth, 'none');
+    for (const auth of ['IAM', 'off', 'token', 'true']) {
+      rejects({ auth }, {}, '--auth', 'KMSD_AUTH');
+      rejects({}, { KMSD_AUTH: auth }, '--auth', 'KMSD_AUTH');
+    }
+  });
+});
+
+describe('root key', () => {
+  it('file:PATH, resolved against the working directory when relative', () => {
+    assert.deepEqual(loadServeConfig({ rootKey: 'file:/etc/kmsd/root.key' }, {}).rootKey, { kind: 'file', path: '/etc/kmsd/root.key' });
+    assert.deepEqual(loadServeConfig({ rootKey: 'file:keys/root.key' }, {}).rootKey, { kind: 'file', path: resolve('keys/root.key') });
+  });
+
+  it('env:VARIABLE', () => {
+    assert.deepEqual(loadServeConfig({ rootKey: 'env:KMSD_ROOT_KEY_B64' }, {}).rootKey, { kind: 'env', variable: 'KMSD_ROOT_KEY_B64' });
+    assert.deepEqual(loadServeConfig({}, { KMSD_ROOT_KEY: 'env:_k1' }).rootKey, { kind: 'env', variable: '_k1' });
+  });
+
+  it('a bad spec names --root-key and KMSD_ROOT_KEY', () => {
+    for (const spec of ['file:', 'env:', 'env:1ABC', 'env:A-B', 'pkcs11:token=x', '/etc/root.key', 'c2VjcmV0']) {
+      rejects({ rootKey: spec }, {}, '--root-key', 'KMSD_ROOT_KEY');
+      rejects({}, { KMSD_ROOT_KEY: spec }, '--root-key', 'KMSD_ROOT_KEY');
+    }
+  });
+});
+
+describe('test clock', () => {
+  it('is off by default and with --test-clock=false', () => {
+    assert.equal(loadServeConfig({}, {}).testClock, false);
+    assert.equal(loadServeConfig({ testClock: false }, {}).testClock, false);
+    assert.equal(loadServeConfig({ testClock: 'off' }, {}).testClock, false);
+  });
+
+  it('is refused with --auth iam unless force, naming --test-clock and KMSD_TEST_CLOCK', () => {
+    rejects({ testClock: true }, {}, '--test-clock', 'KMSD_TEST_CLOCK');
+    rejects({ testClock: true, auth: 'iam' }, {}, '--test-clock', 'KMSD_TEST_CLOCK');
+    rejects({}, { KMSD_TEST_CLOCK: '1' }, '--test-clock', 'KMSD_TEST_CLOCK');
+    rejects({}, { KMSD_TEST_CLOCK: 'true' }, '--test-clock', 'KMSD_TEST_CLOCK');
+    assert.equal(loadServeConfig({ testClock: 'force' }, {}).testClock, true);
+    assert.equal(loadServeConfig({}, { KMSD_TEST_CLOCK: 'force', KMSD_AUTH: 'iam' }).testClock, true);
+  });
+
+  it('is allowed with --auth none', () => {
+    assert.equal(loadServeConfig({ testClock: true, auth: 'none' }, {}).testClock, true);
+    assert.equal(loadServeConfig({}, { KMSD_TEST_CLOCK: '1', KMSD_AUTH: 'none' }).testClock, true);
+    assert.equal(loadServeConfig({ testClock: 'on', auth: 'none' }, {}).testClock, true);
+  });
+
+  it('KMSD_TEST_CLOCK=false or 0 means off, as =true and =1 mean on', () => {
+    assert.equal(loadServeConfig({}, { KMSD_TEST_CLOCK: 'false' }).testClock, false);
+    assert.equal(loadServeConfig({}, { KMSD_TEST_CLOCK: '0' }).testClock, false);
+  });
+
+  it('refuses other values', () => {
+    rejects({ testClock: 'yes' }, {}, '--test-clock', 'KMSD_TEST_CLOCK');
+  });
+});
+
+describe('paths', () => {
+  it('resolves a relative data dir, and the database and root key inside it', () => {
+    const c = loadServeConfig({ dataDir: 'var/kmsd' }, {});
+    assert.equal(c.dataDir, resolve('var/kmsd'));
+    assert.equal(c.store.path, join(resolve('var/kmsd'), 'kmsd.db'));
+    assert.deepEqual(c.rootKey, { kind: 'file', path: join(resolve('var/kmsd'), 'root.key') });
+  });
+
+  it('resolves a relative seed file', () => {
+    assert.equal(loadServeConfig({ seed: 'seed/keys.yaml' }, {}).seedFile, resolve('seed/keys.yaml'));
+    assert.equal(loadServeConfig({}, { KMSD_SEED: '/abs/seed.json' }).seedFile, '/abs/seed.json');
+  });
+});
+
+describe('other options', () => {
+  it('postgres is refused by this build, naming --store and KMSD_STORE', () => {
+    rejects({ store: 'postgres' }, {}, '--store', 'KMSD_STORE');
+    rejects({ store: 'mysql' }, {}, '--store', 'KMSD_STORE');
+  });
+
+  it('a bad log level names --log-level and KMSD_LOG_LEVEL', () => {
+    rejects({ logLevel: 'verbose' }, {}, '--log-level', 'KMSD_LOG_LEVEL');
+  });
+
+  it('cache and scheduler numbers must be positive integers', () => {
+    rejects({}, { KMSD_CACHE_MAX_KEYS: '0' }, 'cache-max-keys', 'KMSD_CACHE_MAX_KEYS');
+    rejects({}, { KMSD_CACHE_TTL_MS: '-5' }, 'cache-ttl-ms', 'KMSD_CACHE_TTL_MS');
+    rejects({}, { KMSD_SCHEDULER_INTERVAL_MS: '1.5' }, 'scheduler-interval-ms', 'KMSD_SCHEDULER_INTERVAL_MS');
+    rejects({}, { KMSD_CACHE_MAX_KEYS: 'many' }, 'cache-max-keys', 'KMSD_CACHE_MAX_KEYS');
+  });
+});

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { cryptoRandom } from '../../adapters/random.js';
+import { openSqliteStore } from '../../adapters/store-sqlite/sqlite-store.js';
+import { DEV_MODE_PRINCIPAL, type Principal, type TokenRecord } from '../../domain/principal.js';
+import { Code, isKmsError } from '../../errors/kms-error.js';
+import type { Store } from '../../ports/store.js';
+import { devModeAuthenticator, issueToken, tokenAuthenticator, type Authenticator } from './tokens.js';
+
+// Bearer tokens (DESIGN.md §6): a valid token names its principal; every way a token can be wrong
+// gets the same UNAUTHENTICATED answer, so a caller learns nothing about which ids exist; and
+// only a hash of the secret is kept.
+
+const T0 = Date.UTC(2026, 0, 1);
+const HOUR = 3_600_000;
+const alice: Principal = { id: 'ajealice', type: 'userAccount', name: 'alice', createdAt: T0, admin: false };
+const TOKEN_FAILURE = 'the token is invalid or expired';
+
+let store: Store;
+let now: number;
+let auth: Authenticator;
+
+beforeEach(async () => {
+  store = openSqliteStore(':memory:');
+  await store.createPrincipal(alice);
+  now = T0;
+  auth = tokenAuthenticator({ store, clock: { now: () => now } });
+});
+
+afterEach(async () => {
+  await store.close();
+});
+
+async function issue(fields: Partial<TokenRecord> = {}, expiresAt?: number): Promise<{ token: string; record: TokenRecord }> {
+  const issued = issueToken(cryptoRandom, alice.id, T0, expiresAt);
+  const record = { ...issued.record, ...fields };
+  await store.createToken(record);
+  return { token: issued.token, record };
+}
+
+async function unauthenticated(authorization: string | undefined, message?: string): Promise<string> {
+  let seen = '';
+  await assert.rejects(auth.authenticate(authorization), (e: unknown) => {
+    assert.ok(isKmsError(e), `expected a KmsError, got ${String(e)}`);
+    assert.equal(e.code, Code.Unauthenticated, e.message);
+    if (message !== undefined) assert.equal(e.message, message);
+    seen = e.message;
+    return true;
+  });
+  return seen;
+}
+
+/** A character of the base64url alphabet other than `c`. */
+const other = (c: string) => (c === 'A' ? 'B' : 'A');
+
+describe('issueToken', () => {
+  it('has the shape kmsd1.<20-character id>.<43-character secret>', () => {
+    const { token, record } = issueToken(cryptoRandom, alice.id, T0);
+    const m = /^kmsd1\.([0-9a-v]{20})\.([A-Za-z0-9_-]{43})$/.exec(token);
+    assert.ok(m, token);
+    assert.equal(m[1], record.id);
+    assert.equal(record.principalId, alice.id);
+    assert.equal(record.createdAt, T0);
+    assert.equal(record.expiresAt, undefined);
+    assert.equal(issueToken(cryptoRandom, alice.id, T0, T0 + HOUR).record.expiresAt, T0 + HOUR);
+  });
+
+  it('issues a different token every time', () => {
+    const tokens = new Set(Array.from({ length: 50 }, () => issueToken(cryptoRandom, alice.id, T0).token));
+    assert.equal(tokens.size, 50);
+  });
+
+  it('keeps only a hash: the secret appears nowhere in the record, issued or stored', async () => {
+    const { token, record } = await issue();
+    const secret = token.split('.')[2]!;
+    const secretBytes = Buffer.from(secret, 'base64url');
+    const forms = [token, secret, secretBytes.toString('hex'), secretBytes.toString('base64'), Buffer.from(secret).toString('hex'), Buffer.from(secret).toString('base64')];
+    const stored = await store.getToken(record.id);
+    assert.ok(stored);
+    for (const r of [record, stored]) {
+      const dump = JSON.stringify(r) + JSON.stringify({ ...r, secretHash: r.secretHash.toString('hex') }) + JSON.stringify({ ...r, secretHash: r.secretHash.toString('base64') });
+      for (const form of forms) assert.ok(!dump.includes(form), `record holds ${form}`);
+      assert.ok(!r.secretHash.includes(secretBytes), 'not the raw secret bytes');
+      assert.ok(!r.secretHash.includes(Buffer.from(secret)), 'not the secret text');
+      assert.equal(r.secretHash.length, 32, 'a SHA-256');
+    }
+  });
+});
+
+describe('tokenAuthenticator', () => {
+  it('a valid token gives its principal', async () => {
+    const { token } = await issue();
+    assert.deepEqual(await auth.authenticate(`Bearer ${token}`), alice);
+  });
+
+  it('the scheme is case-insensitive and surrounding spaces are tolerated', async () => {
+    const { token } = await issue();
+    assert.deepEqual(await auth.authenticate(`bearer ${token}`), alice);
+    assert.deepEqual(await auth.authenticate(`BEARER  ${token} `), alice);
+  });
+
+  it('a token works until its expiry and not from then on', async () => {
+    const { token } = await issue({}, T0 + HOUR);
+    now = T0 + HOUR - 1;
+    assert.deepEqual(await auth.authenticate(`Bearer ${token}`), alice);
+    now = T0 + HOUR;
+    await unauthenticated(`Bearer ${token}`, TOKEN_FAILURE);
+  });
+
+  it('every token failure gets UNAUTHENTICATED with one and the same message', async () => {
+    const { token } = await issue();
+    const [prefix, id, secret] = token.split('.') as [string, string, string];
+    const expired = (await issue({}, T0 - 1)).token;
+    const revoked = (await issue({ revokedAt: T0 - 1 })).token;
+    const unknownId = issueToken(cryptoRandom, alice.id, T0).token; // never stored
+    const wrongSecret = `${prefix}.${id}.${secret.slice(0, -1)}${other(secret.slice(-1))}`;
+    const swappedSecret = `${prefix}.${id}.${issueToken(cryptoRandom, alice.id, T0).token.split('.')[2]}`;
+
+    const failures: [string, string][] = [
+      ['wrong secret', `Bearer ${wrongSecret}`],
+      ['another token’s secret', `Bearer ${swappedSecret}`],
+      ['unknown id', `Bearer ${unknownId}`],
+      ['expired', `Bearer ${expired}`],
+      ['revoked', `Bearer ${revoked}`],
+      ['malformed: garbage', 'Bearer not-a-token'],
+      ['malformed: truncated', `Bearer ${token.slice(0, -1)}`],
+      ['malformed: too long', `Bearer ${token}A`],
+      ['malformed: wrong prefix', `Bearer kmsd2.${id}.${secret}`],
+      ['malformed: upper-case id', `Bearer ${prefix}.${id.toUpperCase()}.${secret}`],
+      ['malformed: two tokens', `Bearer ${token} ${token}`],
+      ['Basic scheme', `Basic ${Buffer.from(`user:${token}`).toString('base64')}`],
+      ['Basic scheme with the token', `Basic ${token}`],
+      ['no scheme', token],
+      ['scheme only', 'Bearer'],
+      ['scheme and blank', 'Bearer   '],
+    ];
+    for (const [what, header] of failures) {
+      const message = await unauthenticated(header);
+      assert.equal(message, TOKEN_FAILURE, what);
+      assert.ok(!message.includes(id) && !message.includes(secret), `${what}: the message echoes the token`);
+    }
+  });
+
+  it('a missing header is UNAUTHENTICATED too', async () => {
+    await unauthenticated(undefined);
+    await unauthenticated('');
+  });
+
+  it('a revoked token stays revoked even before its expiry', async () => {
+    const { token } = await issue({ revokedAt: T0 + HOUR }, T0 + 10 * HOUR);
+    now = T0 + 2 * HOUR;
+    await unauthenticated(`Bearer ${token}`, TOKEN_FAILURE);
+  });
+});
+
+describe('devModeAuthenticator', () => {
+  it('treats every caller, with or without a token, as the development administrator', async () => {
+    const dev = devModeAuthenticator(DEV_MODE_PRINCIPAL);
+    for (const header of [undefined, '', 'Bearer whatever', 'Basic x']) assert.equal(await dev.authenticate(header), DEV_MODE_PRINCIPAL);
+    assert.equal(DEV_MODE_PRINCIPAL.admin, true);
+  });
+});

@@ -1,0 +1,358 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { cryptoRandom } from '../../adapters/random.js';
+import { softwareRootKey } from '../../adapters/rootkey/software-root-key.js';
+import { SecretBytes } from '../../crypto/secret-bytes.js';
+import { wrappedAad } from '../../crypto/wrapped-material.js';
+import type { KeyVersion, SymmetricKey, VersionStatus } from '../../domain/key.js';
+import type { RootKeyProvider } from '../../ports/root-key.js';
+import type { KeyStore } from '../../ports/store.js';
+import { KeyCache } from './key-cache.js';
+
+// The crypto path's cache (DESIGN.md §7): one store read per miss however many requests wait for
+// it, nothing stale after an invalidation, and material only for versions that may use it.
+
+const T0 = Date.UTC(2026, 0, 1);
+const rootKey = softwareRootKey(new SecretBytes(randomBytes(32)), cryptoRandom);
+
+interface Deferred {
+  readonly promise: Promise<void>;
+  resolve(): void;
+}
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/**
+ * An in-memory KeyStore that counts its reads. While `gate` is set, a read takes its snapshot at
+ * once but answers only when the gate opens: a slow database that saw the state of its start.
+ */
+class FakeStore implements Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'> {
+  readonly keys = new Map<string, SymmetricKey>();
+  readonly versions = new Map<string, KeyVersion>();
+  readonly material = new Map<string, Buffer>();
+  readonly calls = { getKey: 0, getVersion: 0, getWrappedMaterial: 0 };
+  gate: Deferred | undefined;
+
+  async getKey(id: string): Promise<SymmetricKey | undefined> {
+    this.calls.getKey++;
+    const snapshot = this.keys.get(id);
+    await this.gate?.promise;
+    return snapshot;
+  }
+
+  async getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined> {
+    this.calls.getVersion++;
+    const snapshot = this.versions.get(`${keyId}/${versionId}`);
+    await this.gate?.promise;
+    return snapshot;
+  }
+
+  async getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined> {
+    this.calls.getWrappedMaterial++;
+    const snapshot = this.material.get(`${keyId}/${versionId}`);
+    await this.gate?.promise;
+    return snapshot;
+  }
+
+  /** Adds a key with one version per status given (the first is primary); returns the key. */
+  async addKey(id: string, statuses: VersionStatus[] = ['ACTIVE'], fields: Partial<SymmetricKey> = {}): Promise<SymmetricKey> {
+    const versionIds = statuses.map((_, i) => `${id}-v${i}`);
+    const key: SymmetricKey = {
+      id,
+      folderId: 'b1gfolder',
+      name: '',
+      description: '',
+      labels: {},
+      status: 'ACTIVE',
+      primaryVersionId: versionIds[0]!,
+      defaultAlgorithm: 'AES_256',
+      createdAt: T0,
+      deletionProtection: false,
+      revision: 1,
+      ...fields,
+    };
+    this.keys.set(id, key);
+    for (const [i, status] of statuses.entries()) {
+      const v: KeyVersion = {
+        id: versionIds[i]!,
+        keyId: id,
+        status,
+        algorithm: 'AES_256',
+        createdAt: T0,
+        hostedByHsm: false,
+        ...(status === 'SCHEDULED_FOR_DESTRUCTION' ? { destroyAt: T0 + 1 } : {}),
+      };
+      this.versions.set(`${id}/${v.id}`, v);
+      if (status !== 'DESTROYED') {
+        this.material.set(`${id}/${v.id}`, await rootKey.wrap(new SecretBytes(Buffer.alloc(32, i + 1)), wrappedAad(id, v.id)));
+      }
+    }
+    return key;
+  }
+}
+
+/** The root key, counting unwraps. */
+function countingRootKey(): RootKeyProvider & { unwraps: number } {
+  const counting = {
+    id: rootKey.id,
+    unwraps: 0,
+    wrap: (m: SecretBytes, aad: Buffer) => rootKey.wrap(m, aad),
+    unwrap: (w: Buffer, aad: Buffer) => {
+      counting.unwraps++;
+      return rootKey.unwrap(w, aad);
+    },
+  };
+  return counting;
+}
+
+function setup(opts: { maxKeys?: number; ttlMs?: number } = {}) {
+  const store = new FakeStore();
+  const root = countingRootKey();
+  const cache = new KeyCache(store, root, { maxKeys: opts.maxKeys ?? 100, ttlMs: opts.ttlMs ?? 60_000 });
+  return { store, root, cache };
+}
+
+describe('KeyCache: single flight', () => {
+  it('N concurrent getKey misses make one store read, and later calls none', async () => {
+    const { store, cache } = setup();
+    const key = await store.addKey('abjk1');
+    store.gate = deferred();
+    const pending = Array.from({ length: 25 }, () => cache.getKey('abjk1'));
+    store.gate.resolve();
+    const results = await Promise.all(pending);
+    assert.equal(store.calls.getKey, 1);
+    for (const r of results) assert.deepEqual(r, key);
+    store.gate = undefined;
+    assert.deepEqual(await cache.getKey('abjk1'), key);
+    assert.equal(store.calls.getKey, 1, 'warm: no further read');
+  });
+
+  it('N concurrent getVersion misses make one version read, one material read and one unwrap', async () => {
+    const { store, root, cache } = setup();
+    await store.addKey('abjk1');
+    const key = (await cache.getKey('abjk1'))!;
+    store.gate = deferred();
+    const pending = Array.from({ length: 25 }, () => cache.getVersion(key, 'abjk1-v0'));
+    store.gate.resolve();
+    const results = await Promise.all(pending);
+    assert.deepEqual(store.calls, { getKey: 1, getVersion: 1, getWrappedMaterial: 1 });
+    assert.equal(root.unwraps, 1);
+    for (const r of results) assert.deepEqual(r?.material?.exposeSecret(), Buffer.alloc(32, 1));
+    await cache.getVersion(key, 'abjk1-v0');
+    assert.deepEqual(store.calls, { getKey: 1, getVersion: 1, getWrappedMaterial: 1 }, 'warm: no further read');
+  });
+
+  it('a failed read is not cached: the next call reads again', async () => {
+    const { store, cache } = setup();
+    const key = await store.addKey('abjk1');
+    const real = store.getKey.bind(store);
+    store.getKey = async () => {
+      store.calls.getKey++;
+      throw new Error('database is locked');
+    };
+    await assert.rejects(Promise.all([cache.getKey('abjk1'), cache.getKey('abjk1')]), /database is locked/);
+    assert.equal(store.calls.getKey, 1);
+    store.getKey = real;
+    assert.deepEqual(await cache.getKey('abjk1'), key);
+    assert.equal(store.calls.getKey, 2);
+  });
+
+  it('a missing key is answered undefined and not remembered', async () => {
+    const { store, cache } = setup();
+    assert.equal(await cache.getKey('abjnothere'), undefined);
+    const key = await store.addKey('abjnothere');
+    assert.deepEqual(await cache.getKey('abjnothere'), key);
+    assert.equal(await cache.getVersion(key, 'abjnoversion'), undefined);
+  });
+});
+
+describe('KeyCache: invalidation', () => {
+  it('invalidate drops the entry: the next getKey reads the store and sees the change', async () => {
+    const { store, cache } = setup();
+    const key = await store.addKey('abjk1');
+    assert.equal((await cache.getKey('abjk1'))?.status, 'ACTIVE');
+    store.keys.set('abjk1', { ...key, status: 'INACTIVE', revision: 2 });
+    assert.equal((await cache.getKey('abjk1'))?.status, 'ACTIVE', 'still cached before invalidate');
+    cache.invalidate('abjk1');
+    assert.equal((await cache.getKey('abjk1'))?.status, 'INACTIVE');
+    assert.equal(store.calls.getKey, 2);
+  });
+
+  it('invalidate drops the cached versions of the key too', async () => {
+    const { store, cache } = setup();
+    await store.addKey('abjk1', ['ACTIVE', 'ACTIVE']);
+    const key = (await cache.getKey('abjk1'))!;
+    assert.ok((await cache.getVersion(key, 'abjk1-v1'))?.material);
+    const v = store.versions.get('abjk1/abjk1-v1')!;
+    store.versions.set('abjk1/abjk1-v1', { ...v, status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + 5 });
+    cache.invalidate('abjk1');
+    const fresh = (await cache.getKey('abjk1'))!;
+    const usable = await cache.getVersion(fresh, 'abjk1-v1');
+    assert.equal(usable?.version.status, 'SCHEDULED_FOR_DESTRUCTION');
+    assert.equal(usable?.material, undefined);
+  });
+
+  it('invalidating one key leaves the others cached', async () => {
+    const { store, cache } = setup();
+    await store.addKey('abjk1');
+    await store.addKey('abjk2');
+    await cache.getKey('abjk1');
+    await cache.getKey('abjk2');
+    cache.invalidate('abjk1');
+    await cache.getKey('abjk2');
+    assert.equal(store.calls.getKey, 2);
+  });
+
+  it('a key load that races an invalidation does not cache the stale key', async () => {
+    const { store, cache } = setup();
+    const key = await store.addKey('abjk1');
+    store.gate = deferred();
+    const racing = cache.getKey('abjk1'); // reads the ACTIVE key, answers later
+    store.keys.set('abjk1', { ...key, status: 'INACTIVE', revision: 2 }); // a change commits …
+    cache.invalidate('abjk1'); // … and invalidates while the read is in flight
+    store.gate.resolve();
+    store.gate = undefined;
+    assert.equal((await racing)?.status, 'ACTIVE', 'the racing caller gets what its read saw');
+    assert.equal((await cache.getKey('abjk1'))?.status, 'INACTIVE', 'but it was not cached');
+    assert.equal(store.calls.getKey, 2);
+  });
+
+  it('a version load that races an invalidation does not cache the stale version or its material', async () => {
+    const { store, cache } = setup();
+    await store.addKey('abjk1', ['ACTIVE', 'ACTIVE']);
+    const key = (await cache.getKey('abjk1'))!;
+    store.gate = deferred();
+    const racing = cache.getVersion(key, 'abjk1-v1');
+    const v = store.versions.get('abjk1/abjk1-v1')!;
+    store.versions.set('abjk1/abjk1-v1', { ...v, status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + 5 });
+    cache.invalidate('abjk1');
+    store.gate.resolve();
+    store.gate = undefined;
+    assert.equal((await racing)?.version.status, 'ACTIVE');
+    const fresh = (await cache.getKey('abjk1'))!;
+    assert.equal((await cache.getVersion(fresh, 'abjk1-v1'))?.version.status, 'SCHEDULED_FOR_DESTRUCTION');
+    // Even a caller that still holds the old key object does not get the stale version from cache.
+    assert.equal((await cache.getVersion(key, 'abjk1-v1'))?.version.status, 'SCHEDULED_FOR_DESTRUCTION');
+  });
+
+  it('a getKey that starts after an invalidation does not join a load that started before it', async () => {
+    // Strong consistency (DESIGN.md §7): once a change is committed and invalidated, the next
+    // request sees it, even while a read begun before the change is still in flight.
+    const { store, cache } = setup();
+    const key = await store.addKey('abjk1');
+    store.gate = deferred();
+    const before = cache.getKey('abjk1');
+    store.keys.set('abjk1', { ...key, status: 'INACTIVE', revision: 2 });
+    cache.invalidate('abjk1');
+    const after = cache.getKey('abjk1');
+    store.gate.resolve();
+    store.gate = undefined;
+    assert.equal((await before)?.status, 'ACTIVE');
+    assert.equal((await after)?.status, 'INACTIVE');
+  });
+
+  it('a getVersion that starts after an invalidation does not join a load that started before it', async () => {
+    const { store, cache } = setup();
+    await store.addKey('abjk1', ['ACTIVE', 'ACTIVE']);
+    const key = (await cache.getKey('abjk1'))!;
+    store.gate = deferred();
+    const before = cache.getVersion(key, 'abjk1-v1');
+    const v = store.versions.get('abjk1/abjk1-v1')!;
+    store.versions.set('abjk1/abjk1-v1', { ...v, status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + 5 });
+    cache.invalidate('abjk1');
+    const after = cache.getVersion(key, 'abjk1-v1');
+    store.gate.resolve();
+    store.gate = undefined;
+    assert.equal((await before)?.version.status, 'ACTIVE');
+    assert.equal((await after)?.version.status, 'SCHEDULED_FOR_DESTRUCTION');
+    assert.equal((await after)?.material, undefined);
+  });
+
+  it('clear() empties the cache', async () => {
+    const { store, cache } = setup();
+    await store.addKey('abjk1');
+    await cache.getKey('abjk1');
+    assert.equal(cache.size, 1);
+    cache.clear();
+    assert.equal(cache.size, 0);
+    await cache.getKey('abjk1');
+    assert.equal(store.calls.getKey, 2);
+  });
+});
+
+describe('KeyCache: material', () => {
+  it('is unwrapped for ACTIVE versions only', async () => {
+    const { store, root, cache } = setup();
+    await store.addKey('abjk1', ['ACTIVE', 'SCHEDULED_FOR_DESTRUCTION', 'DESTROYED']);
+    const key = (await cache.getKey('abjk1'))!;
+
+    const active = await cache.getVersion(key, 'abjk1-v0');
+    assert.equal(active?.version.status, 'ACTIVE');
+    assert.deepEqual(active?.material?.exposeSecret(), Buffer.alloc(32, 1));
+    assert.equal(root.unwraps, 1);
+
+    const scheduled = await cache.getVersion(key, 'abjk1-v1');
+    assert.equal(scheduled?.version.status, 'SCHEDULED_FOR_DESTRUCTION');
+    assert.equal(scheduled?.material, undefined);
+
+    const destroyed = await cache.getVersion(key, 'abjk1-v2');
+    assert.equal(destroyed?.version.status, 'DESTROYED');
+    assert.equal(destroyed?.material, undefined);
+
+    assert.equal(root.unwraps, 1, 'no unwrap for the scheduled or destroyed version');
+    assert.equal(store.calls.getWrappedMaterial, 1, 'their wrapped material is not even read');
+  });
+
+  it('is unwrapped with the version’s own AAD (a blob moved to another version fails)', async () => {
+    const { store, cache } = setup();
+    await store.addKey('abjk1', ['ACTIVE', 'ACTIVE']);
+    store.material.set('abjk1/abjk1-v1', store.material.get('abjk1/abjk1-v0')!);
+    const key = (await cache.getKey('abjk1'))!;
+    await assert.rejects(cache.getVersion(key, 'abjk1-v1'), (e: Error) => /does not unwrap/.test(e.message));
+  });
+
+  it('is wiped once its entry leaves the cache', async () => {
+    const { store, cache } = setup({ maxKeys: 1 });
+    await store.addKey('abjk1');
+    await store.addKey('abjk2');
+    const key = (await cache.getKey('abjk1'))!;
+    const material = (await cache.getVersion(key, 'abjk1-v0'))!.material!;
+    assert.deepEqual(material.exposeSecret(), Buffer.alloc(32, 1));
+    await cache.getKey('abjk2'); // evicts abjk1
+    assert.deepEqual(material.exposeSecret(), Buffer.alloc(32, 1), 'still usable in the current turn');
+    await nextTurn();
+    assert.deepEqual(material.exposeSecret(), Buffer.alloc(32, 0));
+  });
+});
+
+describe('KeyCache: bounds', () => {
+  it('holds at most maxKeys keys, evicting the least recently used', async () => {
+    const { store, cache } = setup({ maxKeys: 3 });
+    for (let i = 1; i <= 5; i++) await store.addKey(`abjk${i}`);
+    for (let i = 1; i <= 5; i++) {
+      await cache.getKey(`abjk${i}`);
+      assert.ok(cache.size <= 3, `size ${cache.size} after ${i} keys`);
+    }
+    assert.equal(cache.size, 3);
+    assert.equal(store.calls.getKey, 5);
+    await cache.getKey('abjk5');
+    await cache.getKey('abjk3');
+    assert.equal(store.calls.getKey, 5, 'the three most recent are cached');
+    await cache.getKey('abjk1');
+    assert.equal(store.calls.getKey, 6, 'the oldest was evicted');
+  });
+
+  it('forgets entries after the TTL', async () => {
+    const { store, cache } = setup({ ttlMs: 5 });
+    await store.addKey('abjk1');
+    await cache.getKey('abjk1');
+    await new Promise((r) => setTimeout(r, 20));
+    await cache.getKey('abjk1');
+    assert.equal(store.calls.getKey, 2);
+  });
+});
