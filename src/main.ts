@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { AdjustableClock, systemClock } from './adapters/clock/clocks.js';
@@ -51,7 +51,7 @@ export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>): Lo
 
 function openRootKey(config: ServeConfig, logger: Logger): RootKeyProvider {
   if (config.rootKey.kind === 'env') return softwareRootKey(readRootKeyFromEnv(config.rootKey.variable, process.env), cryptoRandom);
-  const { key, created } = readOrCreateRootKeyFile(config.rootKey.path);
+  const { key, created } = readOrCreateRootKeyFile(config.rootKey.path, !existsSync(config.store.path));
   if (created) {
     logger.warn(
       { rootKeyFile: config.rootKey.path },

@@ -192,6 +192,7 @@ describe('applySeedFile', () => {
     const text = `keys:\n  - id: ok\n    folderId: f\n    defaultAlgorithm: AES_256\n  - id: short\n    folderId: f\n    defaultAlgorithm: AES_256\n    versions:\n      - material: ${MATERIAL_16.toString('base64')}`;
     await seedError(() => applySeedFile(seedFile(text), keys), 'keys[1]', 'short', '32 bytes', 'got 16');
     assert.equal(await store.getKey('short'), undefined);
+    assert.equal(await store.getKey('ok'), undefined, 'a bad entry stops the whole file before anything is created');
   });
 
   it('refuses material for AES_128 of 32 bytes', async () => {

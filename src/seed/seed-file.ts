@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SEED_ID_PATTERN } from '../domain/ids.js';
-import { SYMMETRIC_ALGORITHMS } from '../domain/key.js';
+import { assertAlgorithmAvailable, assertRotationPeriod, MATERIAL_LENGTH, SYMMETRIC_ALGORITHMS } from '../domain/key.js';
 import { CreateSymmetricKeyRequestSchema, type CreateSymmetricKeyRequest } from '../gen/yandex/cloud/kms/v1/symmetric_key_service_pb.js';
-import type { KeyService } from '../services/keys/key-service.js';
+import type { CreateKeyInput, KeyService, SeedVersion } from '../services/keys/key-service.js';
 import { algorithmFromPb, durationToMs } from '../transport/shared/kms-messages.js';
 import { validateRequest } from '../transport/shared/validation.js';
 import { messageFromJson } from '../transport/rest/json-codec.js';
@@ -76,35 +76,57 @@ export function parseSeedFile(path: string): z.infer<typeof SeedFileSchema> {
   return parsed.data;
 }
 
-export async function applySeedFile(path: string, keys: Pick<KeyService, 'seed'>): Promise<SeedResult> {
-  const file = parseSeedFile(path);
-  const result: SeedResult = { created: [], existing: [] };
-  for (const [i, entry] of file.keys.entries()) {
-    const { id, versions, primaryVersionId, ...create } = entry;
-    const where = `seed file ${path}: keys[${i}] (${id})`;
-    let request: CreateSymmetricKeyRequest;
-    try {
-      request = messageFromJson(CreateSymmetricKeyRequestSchema, JSON.parse(JSON.stringify(create))) as CreateSymmetricKeyRequest;
-      validateRequest(CreateSymmetricKeyRequestSchema, request);
-    } catch (e) {
-      throw new SeedError(`${where}: ${(e as Error).message}`);
+interface SeedPlan {
+  readonly where: string;
+  readonly input: CreateKeyInput;
+  readonly fixed: { id: string; versions?: SeedVersion[]; primaryVersionId?: string };
+}
+
+/** Checks one entry completely (API rules, algorithms, material lengths) without touching the store. */
+function planEntry(path: string, i: number, entry: z.infer<typeof SeedKeySchema>): SeedPlan {
+  const { id, versions, primaryVersionId, ...create } = entry;
+  const where = `seed file ${path}: keys[${i}] (${id})`;
+  try {
+    const request = messageFromJson(CreateSymmetricKeyRequestSchema, JSON.parse(JSON.stringify(create))) as CreateSymmetricKeyRequest;
+    validateRequest(CreateSymmetricKeyRequestSchema, request);
+    const defaultAlgorithm = algorithmFromPb(request.defaultAlgorithm)!;
+    const rotationPeriodMs = durationToMs(request.rotationPeriod, 'rotation_period');
+    assertAlgorithmAvailable(defaultAlgorithm, false);
+    assertRotationPeriod(rotationPeriodMs);
+    for (const [j, v] of (versions ?? []).entries()) {
+      const algorithm = v.algorithm ?? defaultAlgorithm;
+      assertAlgorithmAvailable(algorithm, false);
+      const length = MATERIAL_LENGTH[algorithm];
+      if (v.material && v.material.length !== length) throw new Error(`versions[${j}].material: ${algorithm} needs ${length} bytes, got ${v.material.length}`);
     }
+    return {
+      where,
+      input: {
+        folderId: request.folderId,
+        name: request.name,
+        description: request.description,
+        labels: request.labels,
+        defaultAlgorithm,
+        rotationPeriodMs,
+        deletionProtection: request.deletionProtection,
+      },
+      fixed: { id, ...(versions ? { versions } : {}), ...(primaryVersionId ? { primaryVersionId } : {}) },
+    };
+  } catch (e) {
+    throw new SeedError(`${where}: ${(e as Error).message}`);
+  }
+}
+
+/** Validates the whole file first, so a bad entry stops the start before any key is created. */
+export async function applySeedFile(path: string, keys: Pick<KeyService, 'seed'>): Promise<SeedResult> {
+  const plans = parseSeedFile(path).keys.map((entry, i) => planEntry(path, i, entry));
+  const result: SeedResult = { created: [], existing: [] };
+  for (const plan of plans) {
     try {
-      const outcome = await keys.seed(
-        {
-          folderId: request.folderId,
-          name: request.name,
-          description: request.description,
-          labels: request.labels,
-          defaultAlgorithm: algorithmFromPb(request.defaultAlgorithm)!,
-          rotationPeriodMs: durationToMs(request.rotationPeriod, 'rotationPeriod'),
-          deletionProtection: request.deletionProtection,
-        },
-        { id, ...(versions ? { versions } : {}), ...(primaryVersionId ? { primaryVersionId } : {}) },
-      );
-      (outcome === 'created' ? result.created : result.existing).push(id);
+      const outcome = await keys.seed(plan.input, plan.fixed);
+      (outcome === 'created' ? result.created : result.existing).push(plan.fixed.id);
     } catch (e) {
-      throw new SeedError(`${where}: ${(e as Error).message}`);
+      throw new SeedError(`${plan.where}: ${(e as Error).message}`);
     }
   }
   return result;

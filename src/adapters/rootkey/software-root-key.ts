@@ -33,9 +33,13 @@ export function softwareRootKey(key: SecretBytes, random: Random): RootKeyProvid
   };
 }
 
-/** Reads `path`, or creates it with 32 random bytes and mode 0600 when `path` does not exist. */
-export function readOrCreateRootKeyFile(path: string): { key: SecretBytes; created: boolean } {
+/**
+ * Reads `path`, or — when `mayCreate` (a data directory that holds nothing yet) — creates it with 32
+ * random bytes and mode 0600. A missing file for existing data is an error, never a new key.
+ */
+export function readOrCreateRootKeyFile(path: string, mayCreate = true): { key: SecretBytes; created: boolean } {
   if (!existsSync(path)) {
+    if (!mayCreate) throw new RootKeyError(`root key file ${path} does not exist, but the data directory already holds keys wrapped by a root key`);
     const bytes = randomBytes(ROOT_KEY_LENGTH);
     const fd = openSync(path, 'wx', 0o600);
     try {

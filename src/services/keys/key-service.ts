@@ -90,12 +90,16 @@ const MAX_COMMIT_ATTEMPTS = 5;
 class NotDue extends Error {}
 /** Who the operations of automatic rotation are attributed to. */
 export const SCHEDULER_SUBJECT = 'kmsd-scheduler';
+/** Who the operations of keys created by a --seed file are attributed to. */
+export const SEED_SUBJECT = 'kmsd-seed';
 
 interface Plan {
   readonly change: Omit<KeyChange, 'operation' | 'expectRevision'>;
   readonly description: string;
   readonly metadata: OperationMetadata;
   readonly response: OperationResponse;
+  /** createdBy of the operation when no caller made it (background work, seeding). */
+  readonly systemSubject?: string;
 }
 
 export function keyService(d: KeyServiceDeps) {
@@ -149,7 +153,7 @@ export function keyService(d: KeyServiceDeps) {
       id: newId(d.random),
       description: plan.description,
       createdAt: now,
-      createdBy: ctx?.principal.id ?? SCHEDULER_SUBJECT,
+      createdBy: ctx?.principal.id ?? plan.systemSubject ?? SCHEDULER_SUBJECT,
       modifiedAt: now,
       done: true,
       metadata: plan.metadata,
@@ -249,6 +253,7 @@ export function keyService(d: KeyServiceDeps) {
       description: 'create symmetric key',
       metadata: { type: 'CreateSymmetricKeyMetadata', keyId, primaryVersionId: primary.version.id },
       response: { type: 'SymmetricKey', view: { key, primaryVersion: primary.version } },
+      ...(ctx ? {} : { systemSubject: SEED_SUBJECT }),
     });
   }
 
