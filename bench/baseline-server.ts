@@ -33,7 +33,7 @@ const handlers = new Map<string, Handler>([
   [
     'generateDataKey',
     (keyId, body) => {
-      const dataKey = randomBytes(32);
+      const dataKey = cryptoRandom.bytes(32); // as kmsd does, through the Random port
       const ciphertext = sealV1({ key: material, keyId, versionId, plaintext: dataKey, aadContext: b64(body.aadContext), random: cryptoRandom });
       return { keyId, versionId, dataKeyPlaintext: dataKey.toString('base64'), dataKeyCiphertext: ciphertext.toString('base64') };
     },

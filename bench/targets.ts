@@ -23,8 +23,8 @@ export interface RunningTarget {
 export interface TargetContext {
   /** The repository root. */
   readonly root: string;
-  /** Extra node flags for kmsd's process, e.g. --cpu-prof (BENCH_KMSD_NODE_ARGS). */
-  readonly kmsdNodeArgs: readonly string[];
+  /** Extra node flags for a target's process, e.g. --cpu-prof (BENCH_NODE_ARGS_<TARGET>). */
+  nodeArgs(target: string): readonly string[];
 }
 
 export interface TargetDef {
@@ -42,7 +42,7 @@ const baseline: TargetDef = {
     const proc = await startServer({
       name: 'baseline',
       command: process.execPath,
-      args: ['--import', 'tsx', join(ctx.root, 'bench', 'baseline-server.ts'), '--addr', '127.0.0.1:0'],
+      args: [...ctx.nodeArgs('baseline'), '--import', 'tsx', join(ctx.root, 'bench', 'baseline-server.ts'), '--addr', '127.0.0.1:0'],
       cwd: ctx.root,
     });
     return {
@@ -69,7 +69,7 @@ const kmsdSqlite: TargetDef = {
       proc = await startServer({
         name: 'kmsd',
         command: process.execPath,
-        args: [...ctx.kmsdNodeArgs, entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn'],
+        args: [...ctx.nodeArgs('kmsd'), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn'],
         cwd: ctx.root,
       });
       const origin = `http://${proc.ready.rest}`;

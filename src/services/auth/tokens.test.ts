@@ -160,3 +160,28 @@ describe('devModeAuthenticator', () => {
     assert.equal(DEV_MODE_PRINCIPAL.admin, true);
   });
 });
+
+describe('tokenAuthenticator cache', () => {
+  it('reads the store once per token while cached, still checks the secret and expiry every time, and forgets on demand', async () => {
+    const { token, record } = await issue({}, T0 + HOUR);
+    let reads = 0;
+    const counting = {
+      getToken: (id: string) => (reads++, store.getToken(id)),
+      getPrincipal: (id: string) => (reads++, store.getPrincipal(id)),
+    };
+    const cached = tokenAuthenticator({ store: counting, clock: { now: () => now }, cache: { maxTokens: 10, ttlMs: 60_000 } });
+    for (let i = 0; i < 5; i++) assert.deepEqual(await cached.authenticate(`Bearer ${token}`), alice);
+    assert.equal(reads, 2, 'one token read and one principal read for five requests');
+
+    const [prefix, id, secret] = token.split('.') as [string, string, string];
+    const wrong = `${prefix}.${id}.${other(secret[0]!)}${secret.slice(1)}`;
+    await assert.rejects(cached.authenticate(`Bearer ${wrong}`), { code: Code.Unauthenticated });
+
+    now = T0 + HOUR;
+    await assert.rejects(cached.authenticate(`Bearer ${token}`), { code: Code.Unauthenticated }, 'expiry is checked on cached tokens');
+    now = T0;
+    cached.forget(record.id);
+    await cached.authenticate(`Bearer ${token}`);
+    assert.equal(reads, 4, 'forget makes the next request read the store again');
+  });
+});

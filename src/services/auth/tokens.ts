@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { ERR } from '../../errors/kms-error.js';
 import { newId } from '../../domain/ids.js';
 import type { Principal, TokenRecord } from '../../domain/principal.js';
@@ -25,25 +26,61 @@ export interface Authenticator {
   authenticate(authorization: string | undefined): Promise<Principal>;
 }
 
-export function tokenAuthenticator(d: { store: Pick<PrincipalStore, 'getToken' | 'getPrincipal'>; clock: Clock }): Authenticator {
+export interface TokenCacheOptions {
+  readonly maxTokens: number;
+  /** How long a token's record and principal are reused without a store read. */
+  readonly ttlMs: number;
+}
+
+interface Credential {
+  readonly record: TokenRecord;
+  readonly principal: Principal;
+}
+
+/**
+ * Resolves bearer tokens through the store, caching each token's record and principal briefly so a
+ * crypto call does not pay two store reads. The secret is still hashed and compared on every request,
+ * and expiry is checked against the clock every time; only the lookup is cached.
+ */
+export function tokenAuthenticator(d: {
+  store: Pick<PrincipalStore, 'getToken' | 'getPrincipal'>;
+  clock: Clock;
+  cache?: TokenCacheOptions;
+}): Authenticator & { forget(tokenId: string): void } {
+  const opts = d.cache ?? { maxTokens: 10_000, ttlMs: 5_000 };
+  const credentials = new LRUCache<string, Credential>({ max: opts.maxTokens, ttl: opts.ttlMs });
+
+  async function lookup(tokenId: string): Promise<Credential | undefined> {
+    const hit = credentials.get(tokenId);
+    if (hit) return hit;
+    const record = await d.store.getToken(tokenId);
+    const principal = record && (await d.store.getPrincipal(record.principalId));
+    if (!record || !principal) return undefined;
+    const found = { record, principal };
+    credentials.set(tokenId, found);
+    return found;
+  }
+
   return {
     async authenticate(authorization) {
       if (authorization === undefined || authorization === '') throw ERR.unauthenticated('missing Authorization: Bearer token');
       const m = /^Bearer[ ]+(\S+)$/i.exec(authorization.trim());
       const parts = m ? TOKEN_PATTERN.exec(m[1]!) : null;
       if (!parts) throw ERR.unauthenticated('the token is invalid or expired');
-      const record = await d.store.getToken(parts[1]!);
+      const found = await lookup(parts[1]!);
       const presented = hashSecret(parts[2]!);
       // Compare even when the record is missing, so timing does not tell which ids exist.
-      const stored = record?.secretHash ?? Buffer.alloc(presented.length);
+      const stored = found?.record.secretHash ?? Buffer.alloc(presented.length);
       const matches = stored.length === presented.length && timingSafeEqual(stored, presented);
-      const now = d.clock.now();
-      if (!record || !matches || record.revokedAt !== undefined || (record.expiresAt !== undefined && now >= record.expiresAt)) {
+      const record = found?.record;
+      if (!found || !matches || record!.revokedAt !== undefined || (record!.expiresAt !== undefined && d.clock.now() >= record!.expiresAt)) {
         throw ERR.unauthenticated('the token is invalid or expired');
       }
-      const principal = await d.store.getPrincipal(record.principalId);
-      if (!principal) throw ERR.unauthenticated('the token is invalid or expired');
-      return principal;
+      return found.principal;
+    },
+    /** Drops a token from the cache at once (revocation, principal deletion). */
+    forget(tokenId) {
+      credentials.delete(tokenId);
     },
   };
 }

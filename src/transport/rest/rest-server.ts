@@ -59,6 +59,8 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
   const app = Fastify({
     loggerInstance: d.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger: request logging is off, and errors log their request id themselves.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: d.bodyLimit ?? DEFAULT_BODY_LIMIT,
     requestIdHeader: false,
     genReqId: (req) => {

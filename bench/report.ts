@@ -1,0 +1,56 @@
+import type { Measurement } from './load.js';
+
+// The printed table and the machine description; bench/run.ts writes the same data as JSON.
+
+export interface ResultRow {
+  readonly scenario: string;
+  readonly target: string;
+  readonly role: 'baseline' | 'subject';
+  readonly measurement: Measurement;
+  /** undefined when BENCH_WARMUP=0. */
+  readonly warmup: Measurement | undefined;
+}
+
+export interface RatioRow {
+  readonly scenario: string;
+  readonly baseline: string;
+  readonly subject: string;
+  /** subject req/s ÷ baseline req/s. */
+  readonly reqPerSecRatio: number;
+}
+
+export function ratios(rows: readonly ResultRow[]): RatioRow[] {
+  const out: RatioRow[] = [];
+  for (const s of rows.filter((r) => r.role === 'subject')) {
+    const b = rows.find((r) => r.scenario === s.scenario && r.role === 'baseline');
+    if (!b || b.measurement.reqPerSec === 0) continue;
+    out.push({ scenario: s.scenario, baseline: b.target, subject: s.target, reqPerSecRatio: s.measurement.reqPerSec / b.measurement.reqPerSec });
+  }
+  return out;
+}
+
+export function formatTable(rows: readonly ResultRow[], ratioRows: readonly RatioRow[]): string {
+  const header = ['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'ratio'];
+  const body = rows.map((r) => {
+    const m = r.measurement;
+    const ratio = r.role === 'subject' ? ratioRows.find((x) => x.scenario === r.scenario && x.subject === r.target) : undefined;
+    return [
+      r.scenario,
+      r.target,
+      m.reqPerSec.toFixed(0),
+      m.p50Ms.toFixed(1),
+      m.p99Ms.toFixed(1),
+      String(m.non2xx),
+      String(m.errors),
+      ratio ? ratio.reqPerSecRatio.toFixed(2) : '',
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const numeric = (i: number) => i >= 2;
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (numeric(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}

@@ -1,0 +1,194 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { killAllChildren, type StopResult } from './child.js';
+import { formatTable, ratios, type ResultRow } from './report.js';
+import { SCENARIOS, type Scenario } from './scenarios.js';
+import { TARGETS, type RunningTarget } from './targets.js';
+
+// npm run bench: start every target the scenarios name, check each answers correctly, then for
+// each scenario warm up and measure the baseline and the subject back to back (baseline GDK, kmsd
+// GDK, baseline Encrypt, kmsd Encrypt …), print a table and write bench/results/<time>.json.
+// Exits non-zero when anything failed: a target did not start or stop cleanly, a check failed, or
+// a run saw non-2xx answers or connection errors. See bench/README.md.
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+function envNumber(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) {
+    process.stderr.write(`bench: ${name} must be a number ≥ ${min}, got "${raw}"\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const config = {
+  connections: Math.round(envNumber('BENCH_CONNECTIONS', 64, 1)),
+  warmupS: envNumber('BENCH_WARMUP', 2, 0),
+  durationS: envNumber('BENCH_DURATION', 10, 1),
+};
+
+/** BENCH_NODE_ARGS_KMSD="--cpu-prof --cpu-prof-dir=.tmp/prof": extra node flags for one target. */
+const nodeArgsEnv = (target: string) => `BENCH_NODE_ARGS_${target.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+const nodeArgs = (target: string): string[] => (process.env[nodeArgsEnv(target)] ?? '').split(/\s+/).filter((a) => a !== '');
+
+const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+function gitRevision(): { commit: string; dirty: boolean } | undefined {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return { commit, dirty: status.trim() !== '' };
+  } catch {
+    return undefined;
+  }
+}
+
+const machine = {
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  node: process.version,
+  os: `${platform()} ${release()} ${arch()}`,
+  memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+};
+
+const running = new Map<string, RunningTarget>();
+const stopped = new Map<string, StopResult>();
+const failures: string[] = [];
+const rows: ResultRow[] = [];
+
+async function stopAll(): Promise<void> {
+  // Reverse start order; each stop is independent of the others' failures.
+  for (const t of [...running.values()].reverse()) {
+    running.delete(t.name);
+    try {
+      const r = await t.stop();
+      stopped.set(t.name, r);
+      if (!r.clean) failures.push(`${t.name} did not stop cleanly on SIGTERM (code ${r.code}, signal ${r.signal})\n${t.process.stderrTail()}`);
+    } catch (e) {
+      failures.push(`${t.name}: stopping failed: ${errorText(e)}`);
+    }
+  }
+}
+
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    log(`${signal}: stopping servers`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
+process.on('exit', killAllChildren);
+
+function checkRun(s: Scenario, target: string, phase: string, m: { non2xx: number; errors: number; timeouts: number; statusCodes: Readonly<Record<string, number>> }) {
+  if (m.non2xx > 0 || m.errors > 0) {
+    failures.push(`${s.name} / ${target} (${phase}): ${m.non2xx} non-2xx (${JSON.stringify(m.statusCodes)}), ${m.errors} connection errors, ${m.timeouts} timeouts`);
+  }
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const loadBefore = loadavg();
+  if (loadBefore[0]! > machine.cores / 2) {
+    log(`WARNING: 1-minute load average is ${loadBefore[0]!.toFixed(1)} on ${machine.cores} cores; other work on the machine skews the numbers`);
+  }
+  log(`${machine.cpu}, ${machine.cores} cores, node ${machine.node}; ${config.connections} connections, warm-up ${config.warmupS} s, measure ${config.durationS} s`);
+
+  // Start every target up front, in TARGETS order, so no start-up lands between measurements.
+  const wanted = new Set(SCENARIOS.flatMap((s) => [s.baseline, s.subject]));
+  for (const def of TARGETS.filter((t) => wanted.has(t.name))) {
+    try {
+      const t = await def.start({ root, nodeArgs });
+      running.set(t.name, t);
+      log(`${t.name} ready at ${t.origin} (pid ${t.process.pid}): ${def.description}`);
+    } catch (e) {
+      failures.push(`${def.name} did not start: ${errorText(e)}`);
+    }
+  }
+
+  // Every scenario answers correctly on both targets before anything is measured.
+  const runnable: Scenario[] = [];
+  for (const s of SCENARIOS) {
+    const pair = [running.get(s.baseline), running.get(s.subject)];
+    if (pair.some((t) => t === undefined)) {
+      failures.push(`${s.name}: skipped, target ${[s.baseline, s.subject].filter((n) => !running.has(n)).join(', ')} not running`);
+      continue;
+    }
+    try {
+      for (const t of pair) await s.verify(t!);
+      runnable.push(s);
+    } catch (e) {
+      failures.push(`${s.name}: skipped, ${errorText(e)}`);
+    }
+  }
+
+  for (const s of runnable) {
+    for (const [role, name] of [['baseline', s.baseline], ['subject', s.subject]] as const) {
+      if (interrupted) return;
+      const t = running.get(name)!;
+      try {
+        log(`${s.name} / ${name}: warm-up ${config.warmupS} s`);
+        const warmup = config.warmupS > 0 ? await s.measure(t, { connections: config.connections, durationS: config.warmupS }) : undefined;
+        if (warmup) checkRun(s, name, 'warm-up', warmup);
+        log(`${s.name} / ${name}: measuring ${config.durationS} s`);
+        const m = await s.measure(t, { connections: config.connections, durationS: config.durationS });
+        checkRun(s, name, 'measurement', m);
+        rows.push({ scenario: s.name, target: name, role, measurement: m, warmup });
+      } catch (e) {
+        failures.push(`${s.name} / ${name}: ${errorText(e)}`);
+      }
+    }
+  }
+
+  await stopAll();
+  const finishedAt = new Date();
+  const loadAfter = loadavg();
+  const ratioRows = ratios(rows);
+
+  process.stdout.write(`\n${machine.cpu} × ${machine.cores}, node ${machine.node}, ${machine.os}\n`);
+  process.stdout.write(`${config.connections} connections, warm-up ${config.warmupS} s, measured ${config.durationS} s per run; ratio = kmsd req/s ÷ baseline req/s\n\n`);
+  process.stdout.write(`${formatTable(rows, ratioRows)}\n`);
+
+  const results = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    machine: { ...machine, loadAverageBefore: loadBefore, loadAverageAfter: loadAfter },
+    git: gitRevision(),
+    config,
+    targets: TARGETS.filter((t) => wanted.has(t.name)).map((t) => ({
+      name: t.name,
+      description: t.description,
+      nodeArgs: nodeArgs(t.name),
+      stop: stopped.get(t.name),
+    })),
+    results: rows,
+    ratios: ratioRows,
+    failures,
+    ok: failures.length === 0,
+  };
+  const dir = join(root, 'bench', 'results');
+  await mkdir(dir, { recursive: true });
+  // ISO 8601 with ':' replaced, so the name is valid on every file system.
+  const file = join(dir, `${startedAt.toISOString().replace(/:/g, '-')}.json`);
+  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
+  process.stdout.write(`\nwrote ${file}\n`);
+}
+
+try {
+  await main();
+} catch (e) {
+  failures.push(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+} finally {
+  await stopAll();
+}
+if (failures.length > 0) {
+  process.stderr.write(`\nbench: FAILED\n${failures.map((f) => `  - ${f}`).join('\n')}\n`);
+  process.exitCode = 1;
+}
