@@ -31,6 +31,20 @@ export interface KeyCacheOptions {
   readonly ttlMs: number;
 }
 
+/** Single flight: concurrent misses for one id share one load; a finished load removes only itself. */
+function joinOrStart<T>(loads: Map<string, Promise<T>>, id: string, start: () => Promise<T>): Promise<T> {
+  const inFlight = loads.get(id);
+  if (inFlight) return inFlight;
+  const load = start();
+  load
+    .finally(() => {
+      if (loads.get(id) === load) loads.delete(id);
+    })
+    .catch(() => undefined);
+  loads.set(id, load);
+  return load;
+}
+
 export class KeyCache {
   readonly #store: Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'>;
   readonly #rootKey: RootKeyProvider;
@@ -67,20 +81,13 @@ export class KeyCache {
   async getKey(keyId: string): Promise<SymmetricKey | undefined> {
     const hit = this.#entries.get(keyId);
     if (hit) return hit.key;
-    const inFlight = this.#keyLoads.get(keyId);
-    if (inFlight) return inFlight;
     const epoch = this.#epoch;
-    const load = this.#store.getKey(keyId).then((key) => {
-      if (key && epoch === this.#epoch) this.#entries.set(keyId, { key, versions: new Map() });
-      return key;
-    });
-    load
-      .finally(() => {
-        if (this.#keyLoads.get(keyId) === load) this.#keyLoads.delete(keyId);
-      })
-      .catch(() => undefined);
-    this.#keyLoads.set(keyId, load);
-    return load;
+    return joinOrStart(this.#keyLoads, keyId, () =>
+      this.#store.getKey(keyId).then((key) => {
+        if (key && epoch === this.#epoch) this.#entries.set(keyId, { key, versions: new Map() });
+        return key;
+      }),
+    );
   }
 
   /** A version of `key` with its material when ACTIVE; undefined when the key has no such version. */
@@ -88,22 +95,14 @@ export class KeyCache {
     const entry = this.#entries.get(key.id);
     const hit = entry?.key === key ? entry.versions.get(versionId) : undefined;
     if (hit) return hit;
-    const loadId = `${key.id}/${versionId}`;
-    const inFlight = this.#versionLoads.get(loadId);
-    if (inFlight) return inFlight;
     const epoch = this.#epoch;
-    const load = this.#loadVersion(key.id, versionId).then((usable) => {
-      const current = this.#entries.get(key.id);
-      if (usable && epoch === this.#epoch && current?.key === key) current.versions.set(versionId, usable);
-      return usable;
-    });
-    load
-      .finally(() => {
-        if (this.#versionLoads.get(loadId) === load) this.#versionLoads.delete(loadId);
-      })
-      .catch(() => undefined);
-    this.#versionLoads.set(loadId, load);
-    return load;
+    return joinOrStart(this.#versionLoads, `${key.id}/${versionId}`, () =>
+      this.#loadVersion(key.id, versionId).then((usable) => {
+        const current = this.#entries.get(key.id);
+        if (usable && epoch === this.#epoch && current?.key === key) current.versions.set(versionId, usable);
+        return usable;
+      }),
+    );
   }
 
   async #loadVersion(keyId: string, versionId: string): Promise<UsableVersion | undefined> {
