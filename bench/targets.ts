@@ -69,7 +69,7 @@ const kmsdSqlite: TargetDef = {
       proc = await startServer({
         name: 'kmsd',
         command: process.execPath,
-        args: [...ctx.nodeArgs('kmsd'), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn'],
+        args: [...ctx.nodeArgs('kmsd'), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn'],
         cwd: ctx.root,
       });
       const origin = `http://${proc.ready.rest}`;

@@ -22,11 +22,16 @@ import { scheduler } from './services/scheduler.js';
 import { applySeedFile } from './seed/seed-file.js';
 import { apiMethods } from './transport/shared/api-methods.js';
 import { buildRestServer } from './transport/rest/rest-server.js';
+import { startGrpcServer } from './transport/grpc/grpc-server.js';
+import { ensureDevCertificates, readOperatorCertificate } from './adapters/tls/dev-certificates.js';
 
 // The composition root: config → adapters → services → transports. Nothing else wires components.
 
 export interface RunningKmsd {
   readonly restAddress: string;
+  readonly grpcAddress: string;
+  /** The CA that signed kmsd's generated certificate, for clients to trust; undefined with --tls-cert. */
+  readonly caFile?: string;
   /** Stops accepting requests, drains in-flight ones, stops background work, closes the store. */
   close(): Promise<void>;
 }
@@ -74,6 +79,14 @@ async function checkRootKey(store: Store, rootKey: RootKeyProvider): Promise<voi
   }
 }
 
+function operatorCertificate(certFile: string, keyFile: string) {
+  try {
+    return readOperatorCertificate(certFile, keyFile);
+  } catch (e) {
+    throw new StartupError(`--tls-cert/--tls-key: ${(e as Error).message}`);
+  }
+}
+
 export async function startKmsd(config: ServeConfig, logger: Logger): Promise<RunningKmsd> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   chmodSync(config.dataDir, 0o700);
@@ -114,8 +127,13 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
       logger.warn('--test-clock: POST /kmsd/v1/testing/clock:advance moves this server\'s time forward; for tests only');
     }
 
+    const tls = config.tls ? operatorCertificate(config.tls.certFile, config.tls.keyFile) : await ensureDevCertificates(config.dataDir);
+    if (tls.generated !== 'none') logger.info({ caFile: tls.caFile, certFile: tls.certFile, generated: tls.generated }, 'generated TLS certificates; clients trust the CA file');
+
+    const methods = apiMethods({ keys, crypto, operations });
     const rest = await buildRestServer({
-      methods: apiMethods({ keys, crypto, operations }),
+      methods,
+      ...(config.rest.tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
       authenticator,
       logger,
       ...(testClock
@@ -135,13 +153,19 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     await rest.listen({ host: config.rest.host, port: config.rest.port });
     const address = rest.server.address() as AddressInfo;
     const restAddress = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+    const grpc = await startGrpcServer({ methods, authenticator, logger, tls }, config.grpc.host, config.grpc.port).catch(async (e: unknown) => {
+      await rest.close();
+      throw e;
+    });
 
     let closing: Promise<void> | undefined;
     return {
       restAddress,
+      grpcAddress: grpc.address,
+      ...(tls.caFile === undefined ? {} : { caFile: tls.caFile }),
       close() {
         closing ??= (async () => {
-          await rest.close();
+          await Promise.all([rest.close(), grpc.close()]);
           await background.stop();
           cache.clear();
           await store.close();

@@ -16,6 +16,10 @@ program
   .description('start the server')
   .addOption(new Option('--data-dir <dir>', `database, root key and admin token [${ENV_VARS.dataDir}] (default ./kmsd-data)`))
   .addOption(new Option('--rest-addr <host:port>', `REST listener, port 0 picks a free port [${ENV_VARS.restAddr}] (default 127.0.0.1:8080)`))
+  .addOption(new Option('--grpc-addr <host:port>', `gRPC listener, always TLS; port 0 picks a free port [${ENV_VARS.grpcAddr}] (default 127.0.0.1:8443)`))
+  .addOption(new Option('--tls-cert <file>', `PEM certificate (chain) for gRPC and HTTPS [${ENV_VARS.tlsCert}] (default: generated in the data dir)`))
+  .addOption(new Option('--tls-key <file>', `PEM private key of --tls-cert [${ENV_VARS.tlsKey}]`))
+  .addOption(new Option('--rest-tls', `serve REST over HTTPS with the same certificate [${ENV_VARS.restTls}]`))
   .addOption(new Option('--store <kind>', `sqlite [${ENV_VARS.store}] (default sqlite)`))
   .addOption(new Option('--postgres-url <url>', `PostgreSQL connection string [${ENV_VARS.postgresUrl}]`))
   .addOption(new Option('--root-key <spec>', `file:PATH or env:VARIABLE [${ENV_VARS.rootKey}] (default file:<data-dir>/root.key)`))
@@ -68,8 +72,17 @@ program
     process.once('SIGINT', () => shutdown('SIGINT'));
     // Only now announce readiness: a supervisor may send SIGTERM the moment it reads this line, and
     // it must find the handler above installed (else the default action kills kmsd undrained).
-    process.stdout.write(`${JSON.stringify({ event: 'ready', rest: server.restAddress, auth: config.auth, dataDir: config.dataDir })}\n`);
-    logger.info({ rest: server.restAddress, auth: config.auth, dataDir: config.dataDir }, 'kmsd is ready');
+    const ready = {
+      event: 'ready',
+      rest: server.restAddress,
+      grpc: server.grpcAddress,
+      auth: config.auth,
+      caFile: server.caFile ?? null,
+      restTls: config.rest.tls,
+      dataDir: config.dataDir,
+    };
+    process.stdout.write(`${JSON.stringify(ready)}\n`);
+    logger.info(ready, 'kmsd is ready');
   });
 
 await program.parseAsync(process.argv);

@@ -29,7 +29,8 @@ describe('defaults', () => {
     const dataDir = resolve('kmsd-data');
     assert.deepEqual(c, {
       dataDir,
-      rest: { host: '127.0.0.1', port: 8080 },
+      rest: { host: '127.0.0.1', port: 8080, tls: false },
+      grpc: { host: '127.0.0.1', port: 8443 },
       store: { kind: 'sqlite', path: join(dataDir, 'kmsd.db') },
       rootKey: { kind: 'file', path: join(dataDir, 'root.key') },
       auth: 'iam',
@@ -39,6 +40,16 @@ describe('defaults', () => {
       logLevel: 'info',
     } satisfies ServeConfig);
     assert.equal('seedFile' in c, false);
+    assert.equal('tls' in c, false, 'no operator certificate: kmsd generates its own');
+  });
+
+  it('--tls-cert and --tls-key go together, and --rest-tls serves REST over HTTPS', () => {
+    const both = loadServeConfig({ tlsCert: 'a.crt', tlsKey: 'a.key', restTls: true }, {});
+    assert.deepEqual(both.tls, { certFile: resolve('a.crt'), keyFile: resolve('a.key') });
+    assert.equal(both.rest.tls, true);
+    assert.match(rejects({ tlsCert: 'a.crt' }, {}, '--tls-key', 'KMSD_TLS_KEY'), /go together/);
+    rejects({}, { KMSD_TLS_KEY: 'a.key' }, '--tls-cert', 'KMSD_TLS_CERT');
+    assert.equal(loadServeConfig({}, { KMSD_GRPC_ADDR: '[::1]:0' }).grpc.port, 0);
   });
 
   it('is frozen', () => {
@@ -65,7 +76,7 @@ describe('flags and environment', () => {
   it('reads the environment when there is no flag', () => {
     const c = loadServeConfig({}, { KMSD_AUTH: 'none', KMSD_REST_ADDR: '0.0.0.0:9090', KMSD_LOG_LEVEL: 'warn', KMSD_CACHE_MAX_KEYS: '5', KMSD_CACHE_TTL_MS: '100' });
     assert.equal(c.auth, 'none');
-    assert.deepEqual(c.rest, { host: '0.0.0.0', port: 9090 });
+    assert.deepEqual(c.rest, { host: '0.0.0.0', port: 9090, tls: false });
     assert.equal(c.logLevel, 'warn');
     assert.deepEqual(c.cache, { maxKeys: 5, ttlMs: 100 });
   });
@@ -74,7 +85,7 @@ describe('flags and environment', () => {
     const env = { KMSD_AUTH: 'iam', KMSD_REST_ADDR: '0.0.0.0:9090', KMSD_DATA_DIR: '/env/dir' };
     const c = loadServeConfig({ auth: 'none', restAddr: '127.0.0.1:7070', dataDir: '/flag/dir' }, env);
     assert.equal(c.auth, 'none');
-    assert.deepEqual(c.rest, { host: '127.0.0.1', port: 7070 });
+    assert.deepEqual(c.rest, { host: '127.0.0.1', port: 7070, tls: false });
     assert.equal(c.dataDir, '/flag/dir');
   });
 
@@ -85,17 +96,17 @@ describe('flags and environment', () => {
 
 describe('listener address', () => {
   it('port 0 picks a free port', () => {
-    assert.deepEqual(loadServeConfig({ restAddr: '127.0.0.1:0' }, {}).rest, { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(loadServeConfig({ restAddr: '127.0.0.1:0' }, {}).rest, { host: '127.0.0.1', port: 0, tls: false });
   });
 
   it('IPv6 in brackets', () => {
-    assert.deepEqual(loadServeConfig({ restAddr: '[::1]:0' }, {}).rest, { host: '::1', port: 0 });
-    assert.deepEqual(loadServeConfig({ restAddr: '[::]:8080' }, {}).rest, { host: '::', port: 8080 });
+    assert.deepEqual(loadServeConfig({ restAddr: '[::1]:0' }, {}).rest, { host: '::1', port: 0, tls: false });
+    assert.deepEqual(loadServeConfig({ restAddr: '[::]:8080' }, {}).rest, { host: '::', port: 8080, tls: false });
   });
 
   it('host names, and an empty host meaning loopback', () => {
-    assert.deepEqual(loadServeConfig({ restAddr: 'localhost:65535' }, {}).rest, { host: 'localhost', port: 65535 });
-    assert.deepEqual(loadServeConfig({ restAddr: ':8081' }, {}).rest, { host: '127.0.0.1', port: 8081 });
+    assert.deepEqual(loadServeConfig({ restAddr: 'localhost:65535' }, {}).rest, { host: 'localhost', port: 65535, tls: false });
+    assert.deepEqual(loadServeConfig({ restAddr: ':8081' }, {}).rest, { host: '127.0.0.1', port: 8081, tls: false });
   });
 
   it('a bad address names --rest-addr and KMSD_REST_ADDR, from either source', () => {

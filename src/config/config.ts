@@ -32,6 +32,10 @@ export const ServeOptions = z
   .object({
     dataDir: z.string().min(1).default('./kmsd-data'),
     restAddr: hostPort.prefault('127.0.0.1:8080'),
+    grpcAddr: hostPort.prefault('127.0.0.1:8443'),
+    tlsCert: z.string().min(1).optional(),
+    tlsKey: z.string().min(1).optional(),
+    restTls: z.enum(['on', 'off']).default('off'),
     store: z.enum(['sqlite', 'postgres']).default('sqlite'),
     postgresUrl: z.string().optional(),
     rootKey: rootKeySpec.optional(),
@@ -44,6 +48,9 @@ export const ServeOptions = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((o, ctx) => {
+    if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [o.tlsCert === undefined ? 'tlsCert' : 'tlsKey'], message: '--tls-cert and --tls-key go together' });
+    }
     if (o.store === 'postgres') ctx.addIssue({ code: 'custom', path: ['store'], message: 'postgres is not supported by this build yet; use sqlite' });
     if (o.testClock === 'on' && o.auth === 'iam') {
       ctx.addIssue({
@@ -58,7 +65,10 @@ export type ServeOptionsInput = z.input<typeof ServeOptions>;
 
 export interface ServeConfig {
   readonly dataDir: string;
-  readonly rest: { readonly host: string; readonly port: number };
+  readonly rest: { readonly host: string; readonly port: number; readonly tls: boolean };
+  readonly grpc: { readonly host: string; readonly port: number };
+  /** The operator's certificate; without it kmsd generates a CA and a localhost certificate. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
   readonly store: { readonly kind: 'sqlite'; readonly path: string };
   readonly rootKey: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly variable: string };
   readonly auth: 'iam' | 'none';
@@ -73,6 +83,10 @@ export interface ServeConfig {
 export const ENV_VARS: Readonly<Record<keyof ServeOptionsInput, string>> = {
   dataDir: 'KMSD_DATA_DIR',
   restAddr: 'KMSD_REST_ADDR',
+  grpcAddr: 'KMSD_GRPC_ADDR',
+  tlsCert: 'KMSD_TLS_CERT',
+  tlsKey: 'KMSD_TLS_KEY',
+  restTls: 'KMSD_REST_TLS',
   store: 'KMSD_STORE',
   postgresUrl: 'KMSD_POSTGRES_URL',
   rootKey: 'KMSD_ROOT_KEY',
@@ -100,8 +114,9 @@ export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, s
     const fromFlag = flags[option as keyof ServeOptionsInput];
     const value = fromFlag ?? env[variable];
     if (value === undefined || value === '') continue;
-    const on = option === 'testClock' && (value === true || value === 'true' || value === '1');
-    const off = value === false || (option === 'testClock' && (value === 'false' || value === '0'));
+    const toggle = option === 'testClock' || option === 'restTls';
+    const on = toggle && (value === true || value === 'true' || value === '1' || value === 'on');
+    const off = value === false || (toggle && (value === 'false' || value === '0'));
     merged[option] = on ? 'on' : off ? 'off' : value;
   }
   const parsed = ServeOptions.safeParse(merged);
@@ -116,7 +131,9 @@ export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, s
   const rootKey = o.rootKey ?? { kind: 'file' as const, path: join(dataDir, 'root.key') };
   return Object.freeze({
     dataDir,
-    rest: o.restAddr,
+    rest: { ...o.restAddr, tls: o.restTls === 'on' },
+    grpc: o.grpcAddr,
+    ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey) } } : {}),
     store: { kind: 'sqlite' as const, path: join(dataDir, 'kmsd.db') },
     rootKey: rootKey.kind === 'file' && !isAbsolute(rootKey.path) ? { kind: 'file' as const, path: resolve(rootKey.path) } : rootKey,
     auth: o.auth,

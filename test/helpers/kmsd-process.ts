@@ -66,7 +66,7 @@ function childEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessE
 }
 
 function serveArgs(dataDir: string, o: KmsdOptions): string[] {
-  const args = [KMSD_BIN, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--auth', o.auth ?? 'iam'];
+  const args = [KMSD_BIN, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', o.auth ?? 'iam'];
   if (o.testClock === true) args.push('--test-clock');
   else if (o.testClock === 'force') args.push('--test-clock=force');
   if (o.seed !== undefined) args.push('--seed', o.seed);

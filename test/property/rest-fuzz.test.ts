@@ -60,7 +60,7 @@ function assertCleanError(r: { status: number; json: unknown }, what: string): v
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kmsd-fuzz-'));
-  const config = loadServeConfig({ dataDir: dir, restAddr: '127.0.0.1:0', auth: 'none', logLevel: 'silent' }, {});
+  const config = loadServeConfig({ dataDir: dir, restAddr: '127.0.0.1:0', grpcAddr: '127.0.0.1:0', auth: 'none', logLevel: 'silent' }, {});
   kmsd = await startKmsd(config, pino({ level: 'silent' }));
   base = `http://${kmsd.restAddress}`;
   const created = await call('POST', '/kms/v1/keys', JSON.stringify({ folderId: 'b1gfuzz', defaultAlgorithm: 'AES_256' }));

@@ -34,6 +34,8 @@ export interface RestServerDeps {
   readonly logger: Logger;
   readonly bodyLimit?: number;
   readonly testClock?: TestClockControl;
+  /** Serve HTTPS with this certificate instead of plain HTTP. */
+  readonly https?: { readonly cert: Buffer; readonly key: Buffer };
 }
 
 declare module 'fastify' {
@@ -57,6 +59,7 @@ function parseBody(text: string): JsonValue {
 
 export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(d.https ? { https: { cert: d.https.cert, key: d.https.key } } : {}),
     loggerInstance: d.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     // No per-request child logger: request logging is off, and errors log their request id themselves.

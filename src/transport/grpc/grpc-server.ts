@@ -1,0 +1,146 @@
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { fromBinary, toBinary, type DescMessage, type Message } from '@bufbuild/protobuf';
+import type { Logger } from 'pino';
+import { ERR } from '../../errors/kms-error.js';
+import type { Authenticator } from '../../services/auth/tokens.js';
+import type { CallContext } from '../../services/context.js';
+import type { ApiMethod } from '../shared/api-methods.js';
+import { publicError } from '../shared/status.js';
+
+// The gRPC transport (always TLS, as the official SDK only speaks TLS): a thin shell over the same
+// method table as REST. Requests are decoded inside the handler, so malformed bytes get a clean
+// INVALID_ARGUMENT instead of the library's INTERNAL. Every call sends its request id as initial
+// metadata before the answer, so the SDK's ApiError carries x-request-id (SPEC.md §2.2, §12.20).
+
+/** Large enough for any valid request (a 32 KiB plaintext, a ciphertext of it, two 8 KiB AADs). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,64}$/;
+const PROTO_DIR = fileURLToPath(new URL('../../../proto', import.meta.url));
+const REFLECTED_FILES = [
+  'yandex/cloud/kms/v1/symmetric_key_service.proto',
+  'yandex/cloud/kms/v1/symmetric_crypto_service.proto',
+  'yandex/cloud/operation/operation_service.proto',
+];
+
+export interface GrpcServerDeps {
+  readonly methods: readonly ApiMethod[];
+  readonly authenticator: Authenticator;
+  readonly logger: Logger;
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer };
+  readonly maxMessageBytes?: number;
+}
+
+export interface RunningGrpcServer {
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+const firstString = (md: grpc.Metadata, name: string): string | undefined => {
+  const v = md.get(name)[0];
+  return typeof v === 'string' ? v : undefined;
+};
+
+function decode(desc: DescMessage, bytes: Buffer): Message {
+  try {
+    return fromBinary(desc, bytes);
+  } catch {
+    throw ERR.invalidArgument(`request is not a valid ${desc.typeName} message`);
+  }
+}
+
+function handlerFor(api: ApiMethod, d: GrpcServerDeps): grpc.handleUnaryCall<Buffer, Buffer> {
+  const mutating = api.method.output.typeName === 'yandex.cloud.operation.Operation';
+  return (call, callback) => {
+    const given = firstString(call.metadata, 'x-request-id');
+    const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+    const head = new grpc.Metadata();
+    head.set('x-request-id', requestId);
+    head.set('x-server-trace-id', requestId);
+    call.sendMetadata(head);
+    (async () => {
+      const principal = await d.authenticator.authenticate(firstString(call.metadata, 'authorization'));
+      const key = mutating ? firstString(call.metadata, 'idempotency-key') : undefined;
+      if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) throw ERR.invalidArgument('idempotency-key must be 1-64 characters of A-Z a-z 0-9 . _ : -');
+      const ctx: CallContext = key === undefined ? { principal, requestId } : { principal, requestId, idempotencyKey: key };
+      const response = await api.invoke(ctx, decode(api.method.input, call.request));
+      return Buffer.from(toBinary(api.method.output, response));
+    })().then(
+      (bytes) => callback(null, bytes),
+      (err: unknown) => {
+        const pub = publicError(err, requestId);
+        if (pub.serverFault) d.logger.error({ err, requestId, method: api.method.name }, 'request failed');
+        const trailer = new grpc.Metadata();
+        trailer.set('x-request-id', requestId);
+        callback({ code: pub.code as number as grpc.status, details: pub.message, metadata: trailer });
+      },
+    );
+  };
+}
+
+function serviceDefinition(methods: readonly ApiMethod[]): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+  for (const { method } of methods) {
+    definition[method.localName] = {
+      path: `/${method.parent.typeName}/${method.name}`,
+      requestStream: false,
+      responseStream: false,
+      // Bytes pass through untouched; the handler decodes them so it can answer malformed input.
+      requestSerialize: (b: Buffer) => b,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (b: Buffer) => b,
+      responseDeserialize: (b: Buffer) => b,
+    };
+  }
+  return definition as grpc.ServiceDefinition;
+}
+
+function reflection(): ReflectionService {
+  const pkg = loadSync(REFLECTED_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
+  return new ReflectionService(pkg);
+}
+
+export async function startGrpcServer(d: GrpcServerDeps, host: string, port: number): Promise<RunningGrpcServer> {
+  const max = d.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': max,
+    'grpc.max_send_message_length': 4 * 1024 * 1024,
+  });
+  const byService = new Map<string, ApiMethod[]>();
+  for (const m of d.methods) byService.set(m.method.parent.typeName, [...(byService.get(m.method.parent.typeName) ?? []), m]);
+  const health = new HealthImplementation({ '': 'SERVING' });
+  for (const [serviceName, methods] of byService) {
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const m of methods) impl[m.method.localName] = handlerFor(m, d);
+    server.addService(serviceDefinition(methods), impl);
+    health.setStatus(serviceName, 'SERVING');
+  }
+  health.addToServer(server);
+  reflection().addToServer(server);
+
+  const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: d.tls.cert, private_key: d.tls.key }], false);
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const address = host.includes(':') ? `[${host}]:${bound}` : `${host}:${bound}`;
+  return {
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        health.setStatus('', 'NOT_SERVING');
+        // Drain in-flight calls, but do not wait forever on a client that keeps a stream open.
+        const force = setTimeout(() => server.forceShutdown(), 10_000);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      }),
+  };
+}
