@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import {
   b64,
@@ -594,6 +595,42 @@ describe('graceful shutdown', () => {
       assert.ok(statuses.length >= 10);
       for (const s of statuses) assert.ok(s === 200 || s === 503, `HTTP ${s}`);
       assert.match(kmsd.stderr, /draining/);
+    } finally {
+      await kmsd.dispose();
+    }
+  });
+});
+
+// ---- REST over HTTPS ------------------------------------------------------------------------------
+
+describe('--rest-tls', () => {
+  it('serves REST over HTTPS with the generated certificate, trusted through ca.pem, and refuses plain HTTP', async () => {
+    const kmsd = await KmsdProcess.start({ auth: 'none', args: ['--rest-tls'] });
+    try {
+      assert.equal(kmsd.ready.restTls, true);
+      const ca = readFileSync(String(kmsd.ready.caFile));
+      const [host, port] = [kmsd.ready.rest.slice(0, kmsd.ready.rest.lastIndexOf(':')), Number(kmsd.ready.rest.split(':').pop())];
+      const body = JSON.stringify({ folderId: 'b1ghttps', defaultAlgorithm: 'AES_256' });
+      const answer = await new Promise<{ status: number; json: { done?: boolean } }>((resolve, reject) => {
+        const req = httpsRequest(
+          { host, port, path: '/kms/v1/keys', method: 'POST', ca, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+          (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as { done?: boolean } }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+      assert.equal(answer.status, 200);
+      assert.equal(answer.json.done, true);
+      // Plain HTTP to the TLS port gets no API answer.
+      const plain = await fetch(`http://${kmsd.ready.rest}/kms/v1/keys?folderId=b1ghttps`).then(
+        (r) => r.status,
+        () => 'refused',
+      );
+      assert.notEqual(plain, 200);
     } finally {
       await kmsd.dispose();
     }
