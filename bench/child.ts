@@ -7,7 +7,10 @@ import { createInterface } from 'node:readline';
 
 export interface ReadyLine {
   readonly event: 'ready';
-  readonly rest: string;
+  /** HOST:PORT of the REST listener, when the server has one. */
+  readonly rest?: string;
+  /** HOST:PORT of the gRPC listener, when the server has one. */
+  readonly grpc?: string;
   readonly [field: string]: unknown;
 }
 
@@ -103,7 +106,7 @@ export function startServer(p: {
         return; // not the ready line
       }
       const r = parsed as Partial<ReadyLine> | null;
-      if (r === null || typeof r !== 'object' || r.event !== 'ready' || typeof r.rest !== 'string') return;
+      if (r === null || typeof r !== 'object' || r.event !== 'ready' || (typeof r.rest !== 'string' && typeof r.grpc !== 'string')) return;
       settled = true;
       clearTimeout(timer);
       resolve({ name: p.name, pid: child.pid!, ready: r as ReadyLine, stderrTail, stop });

@@ -1,20 +1,42 @@
 import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import {
+  GenerateDataKeyRequestSchema,
+  GenerateDataKeyResponseSchema,
+  SymmetricCryptoService,
+  SymmetricEncryptRequestSchema,
+  SymmetricEncryptResponseSchema,
+} from '../src/gen/yandex/cloud/kms/v1/symmetric_crypto_service_pb.js';
+import { ensureH2load, runH2load, type H2loadAvailability } from './h2load.js';
 import { runAutocannon, type Measurement } from './load.js';
 import type { RunningTarget } from './targets.js';
 
 // What the benchmark measures. Each scenario compares a subject (kmsd in some configuration) with
-// a baseline that does the same irreducible work; the runner interleaves them. A new transport
-// (gRPC) brings its own verify/measure; a new kmsd configuration (PostgreSQL, HSM) is a new target
-// named as `subject`.
+// a baseline that does the same irreducible work; the runner interleaves them. REST scenarios load
+// with autocannon, gRPC scenarios with h2load (bench/h2load.ts); a new kmsd configuration
+// (PostgreSQL, HSM) is a new target named as `subject`.
+
+export interface MeasureOptions {
+  /** Concurrent requests: autocannon connections (REST), concurrent streams (gRPC). */
+  readonly connections: number;
+  /** gRPC only: HTTP/2 connections the streams are spread over (h2load -c). */
+  readonly h2Connections: number;
+  readonly durationS: number;
+}
 
 export interface Scenario {
   readonly name: string;
   /** Target names (bench/targets.ts). */
   readonly baseline: string;
   readonly subject: string;
+  /** How the load is generated, for the report. */
+  readonly generator: 'autocannon' | 'h2load';
+  /** Checks (or installs) the tool the scenario needs: its version, or a reason to skip the scenario. */
+  prerequisite?(log: (msg: string) => void): Promise<{ readonly tool: string } | { readonly skip: string }>;
   /** One request; throws unless the target answers 200 with a well-formed body. */
   verify(target: RunningTarget): Promise<void>;
-  measure(target: RunningTarget, o: { connections: number; durationS: number }): Promise<Measurement>;
+  measure(target: RunningTarget, o: MeasureOptions): Promise<Measurement>;
 }
 
 const AAD_CONTEXT = Buffer.from('ctx').toString('base64'); // "Y3R4"
@@ -33,7 +55,7 @@ function restCryptoScenario(p: {
 }): Scenario {
   const request = (t: RunningTarget) => ({
     method: 'POST' as const,
-    url: `${t.origin}/kms/v1/keys/${t.keyId}:${p.verb}`,
+    url: `${origin(t)}/kms/v1/keys/${t.keyId}:${p.verb}`,
     headers: { ...t.headers, 'content-type': 'application/json' },
     body: JSON.stringify(p.body),
   });
@@ -41,6 +63,7 @@ function restCryptoScenario(p: {
     name: p.name,
     baseline: p.baseline ?? 'baseline',
     subject: p.subject ?? 'kmsd',
+    generator: 'autocannon',
     async verify(t) {
       const r = request(t);
       const res = await fetch(r.url, { method: r.method, headers: r.headers, body: r.body });
@@ -60,17 +83,136 @@ function restCryptoScenario(p: {
   };
 }
 
+function origin(t: RunningTarget): string {
+  if (t.origin === undefined) throw new Error(`${t.name} serves no REST`);
+  return t.origin;
+}
+
 const b64len = (v: unknown): number | undefined => (typeof v === 'string' ? Buffer.from(v, 'base64').length : undefined);
 
 /** A v1 ciphertext of `plaintextLength` bytes under `versionId`: K, 0x01, L, version id, nonce, sealed ‖ tag. */
 function checkCiphertext(v: unknown, versionId: unknown, plaintextLength: number): string | undefined {
-  if (typeof v !== 'string' || typeof versionId !== 'string') return 'ciphertext or versionId missing';
-  const c = Buffer.from(v, 'base64');
+  if ((typeof v !== 'string' && !(v instanceof Uint8Array)) || typeof versionId !== 'string' || versionId === '') return 'ciphertext or versionId missing';
+  const c = typeof v === 'string' ? Buffer.from(v, 'base64') : Buffer.from(v);
   const expected = 3 + versionId.length + NONCE + plaintextLength + TAG;
   if (c[0] !== 0x4b || c[1] !== 0x01 || c.length !== expected) return `not a v1 ciphertext of ${plaintextLength} bytes`;
   if (c.toString('latin1', 3, 3 + versionId.length) !== versionId) return 'ciphertext header names another version';
   return undefined;
 }
+
+// ---------------------------------------------------------------------------------------------
+// gRPC: h2load sends one pre-framed request over TLS; verify() first sends the very same bytes
+// with grpc-js, which sees the trailers that h2load ignores.
+// ---------------------------------------------------------------------------------------------
+
+/** One gRPC message as an HTTP/2 request body: flag 0 (uncompressed), 4-byte big-endian length, the bytes. */
+export function grpcFrame(message: Uint8Array): Buffer {
+  const framed = Buffer.alloc(5 + message.length);
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, 5);
+  return framed;
+}
+
+function grpcOf(t: RunningTarget): NonNullable<RunningTarget['grpc']> {
+  if (t.grpc === undefined) throw new Error(`${t.name} serves no gRPC (its ready line names no "grpc" address or no "caFile")`);
+  return t.grpc;
+}
+
+/** One unary call through grpc-js whose message is the payload of `framed`; resolves to the response bytes on grpc-status 0. */
+async function grpcUnary(t: RunningTarget, path: string, framed: Buffer): Promise<Buffer> {
+  if (framed.length < 5 || framed[0] !== 0 || framed.readUInt32BE(1) !== framed.length - 5) throw new Error('not a single uncompressed gRPC frame');
+  const endpoint = grpcOf(t);
+  // The bench's certificates (kmsd's generated ones) name localhost; naming it spares Node's
+  // warning about an IP address as TLS server name.
+  const client = new grpc.Client(endpoint.address, grpc.credentials.createSsl(endpoint.ca), { 'grpc.ssl_target_name_override': 'localhost' });
+  const metadata = new grpc.Metadata();
+  for (const [name, value] of Object.entries(t.headers)) metadata.set(name, value);
+  const same = (b: Buffer) => b;
+  try {
+    return await new Promise<Buffer>((resolve, reject) => {
+      let response: Buffer | undefined;
+      const call = client.makeUnaryRequest(path, same, same, framed.subarray(5), metadata, { deadline: Date.now() + 10_000 }, (err, value) => {
+        if (err) reject(new Error(`${path}: grpc-status ${err.code} (${grpc.status[err.code] ?? '?'}): ${err.details}`));
+        else response = value;
+      });
+      call.on('status', (st: grpc.StatusObject) => {
+        if (st.code !== grpc.status.OK) return; // the callback has rejected
+        if (response === undefined) reject(new Error(`${path}: grpc-status 0 without a response message`));
+        else resolve(response);
+      });
+    });
+  } finally {
+    client.close();
+  }
+}
+
+let h2loadCheck: Promise<H2loadAvailability> | undefined; // once per run: it may install h2load
+const h2loadOnce = (log: (msg: string) => void) => (h2loadCheck ??= ensureH2load(log));
+
+/** A SymmetricCryptoService call over TLS gRPC, loaded with h2load. */
+function grpcCryptoScenario<I extends DescMessage, O extends DescMessage>(p: {
+  name: string;
+  method: string;
+  input: I;
+  output: O;
+  request: (t: RunningTarget) => MessageShape<I>;
+  check: (answer: MessageShape<O>, t: RunningTarget) => string | undefined;
+}): Scenario {
+  const path = `/${SymmetricCryptoService.typeName}/${p.method}`;
+  // Per target: the request body (built once, so verify and measure send the same bytes) and the
+  // length of the framed answer verify() saw, which h2load's DATA byte count is checked against.
+  const bodies = new Map<string, Buffer>();
+  const answerFrameBytes = new Map<string, number>();
+  const body = (t: RunningTarget): Buffer => {
+    let b = bodies.get(t.name);
+    if (b === undefined) bodies.set(t.name, (b = grpcFrame(toBinary(p.input, p.request(t)))));
+    return b;
+  };
+  return {
+    name: p.name,
+    baseline: 'baseline-grpc',
+    subject: 'kmsd',
+    generator: 'h2load',
+    async prerequisite(log) {
+      const a = await h2loadOnce(log);
+      return a.ok ? { tool: a.version } : { skip: a.reason };
+    },
+    async verify(t) {
+      const bytes = await grpcUnary(t, path, body(t)).catch((e: unknown) => {
+        throw new Error(`${t.name} ${p.name}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      });
+      let answer: MessageShape<O>;
+      try {
+        answer = fromBinary(p.output, bytes);
+      } catch (e) {
+        throw new Error(`${t.name} ${p.name}: the answer is not a ${p.output.typeName}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
+      const problem = p.check(answer, t);
+      if (problem) throw new Error(`${t.name} ${p.name}: ${problem}`);
+      answerFrameBytes.set(t.name, 5 + bytes.length);
+    },
+    async measure(t, o) {
+      const frameBytes = answerFrameBytes.get(t.name);
+      if (frameBytes === undefined) throw new Error(`${t.name} ${p.name}: not verified`);
+      const tool = await h2loadOnce(() => {});
+      if (!tool.ok) throw new Error(tool.reason);
+      if (o.connections % o.h2Connections !== 0) throw new Error(`${o.connections} concurrent calls do not spread evenly over ${o.h2Connections} HTTP/2 connections`);
+      return runH2load({
+        command: tool.command,
+        url: `https://${grpcOf(t).address}${path}`,
+        body: body(t),
+        headers: { 'content-type': 'application/grpc', te: 'trailers', ...t.headers },
+        h2Connections: o.h2Connections,
+        streamsPerConnection: o.connections / o.h2Connections,
+        durationS: o.durationS,
+        responseFrameBytes: frameBytes,
+      });
+    },
+  };
+}
+
+const PLAINTEXT_64_BYTES = Buffer.from(PLAINTEXT_64, 'base64');
+const AAD_BYTES = Buffer.from(AAD_CONTEXT, 'base64');
 
 export const SCENARIOS: readonly Scenario[] = [
   restCryptoScenario({
@@ -87,6 +229,26 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'REST Encrypt 64 B',
     verb: 'encrypt',
     body: { plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT },
+    check: (a, t) => (a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64)),
+  }),
+  grpcCryptoScenario({
+    name: 'gRPC GenerateDataKey',
+    method: 'GenerateDataKey',
+    input: GenerateDataKeyRequestSchema,
+    output: GenerateDataKeyResponseSchema,
+    request: (t) => create(GenerateDataKeyRequestSchema, { keyId: t.keyId, aadContext: AAD_BYTES }),
+    check: (a, t) => {
+      if (a.keyId !== t.keyId) return 'wrong keyId';
+      if (a.dataKeyPlaintext.length !== 32) return 'dataKeyPlaintext is not 32 bytes';
+      return checkCiphertext(a.dataKeyCiphertext, a.versionId, 32);
+    },
+  }),
+  grpcCryptoScenario({
+    name: 'gRPC Encrypt 64 B',
+    method: 'Encrypt',
+    input: SymmetricEncryptRequestSchema,
+    output: SymmetricEncryptResponseSchema,
+    request: (t) => create(SymmetricEncryptRequestSchema, { keyId: t.keyId, plaintext: PLAINTEXT_64_BYTES, aadContext: AAD_BYTES }),
     check: (a, t) => (a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64)),
   }),
 ];

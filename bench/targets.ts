@@ -5,14 +5,24 @@ import { join } from 'node:path';
 import { startServer, type ServerProcess, type StopResult } from './child.js';
 
 // The servers a scenario can load. A target is started once, shared by every scenario that names
-// it, and stopped at the end of the run. Later targets (kmsd on PostgreSQL, with an HSM, the gRPC
-// listener) are more entries in TARGETS.
+// it, and stopped at the end of the run. Later targets (kmsd on PostgreSQL, with an HSM) are more
+// entries in TARGETS. kmsd serves REST and gRPC from one process; each transport has its own bare
+// baseline process.
+
+export interface GrpcEndpoint {
+  /** host:port of the TLS gRPC listener. */
+  readonly address: string;
+  /** PEM of the CA that issued the listener's certificate. */
+  readonly ca: Buffer;
+}
 
 export interface RunningTarget {
   readonly name: string;
-  /** http://host:port of the REST listener. */
-  readonly origin: string;
-  /** Headers every request to this target carries (authentication). */
+  /** http://host:port of the REST listener, when the target serves REST. */
+  readonly origin?: string;
+  /** The gRPC listener, when the target serves gRPC. */
+  readonly grpc?: GrpcEndpoint;
+  /** Headers (REST) or metadata (gRPC) every request to this target carries: authentication. */
   readonly headers: Readonly<Record<string, string>>;
   /** The key the crypto scenarios use. */
   readonly keyId: string;
@@ -34,6 +44,9 @@ export interface TargetDef {
 }
 
 const BASELINE_KEY_ID = 'abjbench0000baseline'; // 20 characters, like a kmsd key id
+/** Shaped like a kmsd token (kmsd1.<20>.<43>, 70 characters), so requests are the same size. nghttp2
+ * never adds authorization to its HPACK table, so h2load sends the value in full on every stream. */
+const BASELINE_GRPC_TOKEN = `kmsd1.${'0'.repeat(20)}.${'A'.repeat(43)}`;
 
 const baseline: TargetDef = {
   name: 'baseline',
@@ -45,6 +58,10 @@ const baseline: TargetDef = {
       args: [...ctx.nodeArgs('baseline'), '--import', 'tsx', join(ctx.root, 'bench', 'baseline-server.ts'), '--addr', '127.0.0.1:0'],
       cwd: ctx.root,
     });
+    if (proc.ready.rest === undefined) {
+      await proc.stop();
+      throw new Error('baseline: the ready line names no REST address');
+    }
     return {
       name: 'baseline',
       origin: `http://${proc.ready.rest}`,
@@ -57,9 +74,56 @@ const baseline: TargetDef = {
   },
 };
 
+const baselineGrpc: TargetDef = {
+  name: 'baseline-grpc',
+  description: 'bare @grpc/grpc-js over TLS + sealV1 (bench/baseline-grpc-server.ts)',
+  async start(ctx) {
+    // Its CA and certificate come from kmsd's own generator, made in a temporary directory.
+    const tlsDir = await mkdtemp(join(tmpdir(), 'kmsd-bench-grpc-baseline-'));
+    let proc: ServerProcess | undefined;
+    try {
+      proc = await startServer({
+        name: 'baseline-grpc',
+        command: process.execPath,
+        args: [...ctx.nodeArgs('baseline-grpc'), '--import', 'tsx', join(ctx.root, 'bench', 'baseline-grpc-server.ts'), '--addr', '127.0.0.1:0', '--tls-dir', tlsDir],
+        cwd: ctx.root,
+      });
+      const grpc = await grpcEndpoint('baseline-grpc', proc);
+      const running = proc;
+      return {
+        name: 'baseline-grpc',
+        grpc,
+        // Ignored by the baseline; sent so both targets receive requests of the same size.
+        headers: { authorization: `Bearer ${BASELINE_GRPC_TOKEN}` },
+        keyId: BASELINE_KEY_ID,
+        process: running,
+        async stop() {
+          try {
+            return await running.stop();
+          } finally {
+            await rm(tlsDir, { recursive: true, force: true });
+          }
+        },
+      };
+    } catch (e) {
+      await proc?.stop();
+      await rm(tlsDir, { recursive: true, force: true });
+      throw e;
+    }
+  },
+};
+
+/** The ready line's "grpc" address and the CA file it names ("caFile"). */
+async function grpcEndpoint(name: string, proc: ServerProcess): Promise<GrpcEndpoint> {
+  const { grpc, caFile } = proc.ready;
+  if (typeof grpc !== 'string') throw new Error(`${name}: the ready line names no gRPC address`);
+  if (typeof caFile !== 'string') throw new Error(`${name}: the ready line names no CA file (caFile); the bench needs the generated certificate`);
+  return { address: grpc, ca: await readFile(caFile) };
+}
+
 const kmsdSqlite: TargetDef = {
   name: 'kmsd',
-  description: 'kmsd serve, SQLite store, --auth iam (dist/cli/kmsd.js)',
+  description: 'kmsd serve, SQLite store, --auth iam, REST and TLS gRPC (dist/cli/kmsd.js)',
   async start(ctx) {
     const entry = join(ctx.root, 'dist', 'cli', 'kmsd.js');
     if (!existsSync(entry)) throw new Error(`kmsd: ${entry} is missing; run "npm run build" (npm run bench does)`);
@@ -72,7 +136,10 @@ const kmsdSqlite: TargetDef = {
         args: [...ctx.nodeArgs('kmsd'), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn'],
         cwd: ctx.root,
       });
+      if (proc.ready.rest === undefined) throw new Error('kmsd: the ready line names no REST address');
       const origin = `http://${proc.ready.rest}`;
+      // Without it (a kmsd that prints no gRPC address or CA) the gRPC scenarios fail their check; REST still runs.
+      const grpc = await grpcEndpoint('kmsd', proc).catch(() => undefined);
       const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
       const headers = { authorization: `Bearer ${token}` };
       const keyId = await createKey(origin, headers);
@@ -80,6 +147,7 @@ const kmsdSqlite: TargetDef = {
       return {
         name: 'kmsd',
         origin,
+        ...(grpc ? { grpc } : {}),
         headers,
         keyId,
         process: running,
@@ -113,4 +181,4 @@ async function createKey(origin: string, headers: Record<string, string>): Promi
   return keyId;
 }
 
-export const TARGETS: readonly TargetDef[] = [baseline, kmsdSqlite];
+export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite];
