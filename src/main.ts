@@ -97,7 +97,12 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     if (e instanceof RootKeyError) throw new StartupError(e.message);
     throw e;
   }
-  const store = openSqliteStore(config.store.path);
+  let store: Store;
+  try {
+    store = openSqliteStore(config.store.path);
+  } catch (e) {
+    throw new StartupError(`cannot open the database ${config.store.path}: ${(e as Error).message}`);
+  }
   try {
     await checkRootKey(store, rootKey);
     const testClock = config.testClock ? new AdjustableClock() : undefined;
