@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -11,6 +10,7 @@ import type { Authenticator } from '../../services/auth/tokens.js';
 import type { CallContext } from '../../services/context.js';
 import type { ApiMethod } from '../shared/api-methods.js';
 import { publicError } from '../shared/status.js';
+import { idempotencyKeyFrom, requestIdFrom } from '../shared/request-metadata.js';
 
 // The gRPC transport (always TLS, as the official SDK only speaks TLS): a thin shell over the same
 // method table as REST. Requests are decoded inside the handler, so malformed bytes get a clean
@@ -20,8 +20,6 @@ import { publicError } from '../shared/status.js';
 /** Large enough for any valid request (a 32 KiB plaintext, a ciphertext of it, two 8 KiB AADs). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,64}$/;
 const PROTO_DIR = fileURLToPath(new URL('../../../proto', import.meta.url));
 const REFLECTED_FILES = [
   'yandex/cloud/kms/v1/symmetric_key_service.proto',
@@ -58,16 +56,14 @@ function decode(desc: DescMessage, bytes: Buffer): Message {
 function handlerFor(api: ApiMethod, d: GrpcServerDeps): grpc.handleUnaryCall<Buffer, Buffer> {
   const mutating = api.method.output.typeName === 'yandex.cloud.operation.Operation';
   return (call, callback) => {
-    const given = firstString(call.metadata, 'x-request-id');
-    const requestId = given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+    const requestId = requestIdFrom(firstString(call.metadata, 'x-request-id'));
     const head = new grpc.Metadata();
     head.set('x-request-id', requestId);
     head.set('x-server-trace-id', requestId);
     call.sendMetadata(head);
     (async () => {
       const principal = await d.authenticator.authenticate(firstString(call.metadata, 'authorization'));
-      const key = mutating ? firstString(call.metadata, 'idempotency-key') : undefined;
-      if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) throw ERR.invalidArgument('idempotency-key must be 1-64 characters of A-Z a-z 0-9 . _ : -');
+      const key = mutating ? idempotencyKeyFrom(firstString(call.metadata, 'idempotency-key')) : undefined;
       const ctx: CallContext = key === undefined ? { principal, requestId } : { principal, requestId, idempotencyKey: key };
       const response = await api.invoke(ctx, decode(api.method.input, call.request));
       return Buffer.from(toBinary(api.method.output, response));

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { fromJson, type DescMethod, type JsonObject, type JsonValue } from '@bufbuild/protobuf';
@@ -8,6 +7,7 @@ import type { Authenticator } from '../../services/auth/tokens.js';
 import type { CallContext } from '../../services/context.js';
 import type { ApiMethod } from '../shared/api-methods.js';
 import { errorBody, HTTP_STATUS, publicError } from '../shared/status.js';
+import { idempotencyKeyFrom, requestIdFrom } from '../shared/request-metadata.js';
 import { httpBindings, splitCustomVerb, type HttpBinding } from './http-bindings.js';
 import { jsonFromQuery, messageFromJson, messageToJson } from './json-codec.js';
 
@@ -20,8 +20,6 @@ export const DEFAULT_BODY_LIMIT = 256 * 1024;
 /** Body media types accepted as JSON. curl -d sends form-urlencoded, and the Yandex docs' curl examples rely on that. */
 const JSON_MEDIA_TYPES = new Set(['application/json', 'application/x-www-form-urlencoded', 'text/plain']);
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export interface TestClockControl {
   /** Moves kmsd's clock forward and runs whatever background work fell due; returns the new now. */
@@ -66,10 +64,7 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
     childLoggerFactory: (logger) => logger,
     bodyLimit: d.bodyLimit ?? DEFAULT_BODY_LIMIT,
     requestIdHeader: false,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
     // Errors fastify raises before routing (a malformed URL, a bad header) get the API's error shape too.
     frameworkErrors: (err, req, reply) => {
       void reply.header('x-request-id', req.id);
@@ -111,12 +106,8 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
 
   async function context(req: FastifyRequest, mutating: boolean): Promise<CallContext> {
     const principal = await d.authenticator.authenticate(req.headers.authorization);
-    const key = req.headers['idempotency-key'];
-    if (mutating && typeof key === 'string') {
-      if (!IDEMPOTENCY_KEY.test(key)) throw ERR.invalidArgument('Idempotency-Key must be 1-64 characters of A-Z a-z 0-9 . _ : -');
-      return { principal, requestId: req.id, idempotencyKey: key };
-    }
-    return { principal, requestId: req.id };
+    const key = mutating ? idempotencyKeyFrom(req.headers['idempotency-key']) : undefined;
+    return key === undefined ? { principal, requestId: req.id } : { principal, requestId: req.id, idempotencyKey: key };
   }
 
   function requestJson(b: HttpBinding, req: FastifyRequest, pathValues: readonly string[]): JsonObject {
