@@ -225,3 +225,12 @@ describe('list sizes', () => {
     valid(UpdateAccessBindingsRequestSchema, { resourceId: 'k', accessBindingDeltas: [delta] });
   });
 });
+
+describe('NUL characters', () => {
+  it('are refused in every string field, so the SQLite and PostgreSQL stores accept the same values', () => {
+    invalid(CreateSymmetricKeyRequestSchema, { ...createKey, name: 'a\u0000b' }, 'name', /NUL/);
+    invalid(CreateSymmetricKeyRequestSchema, { ...createKey, description: '\u0000' }, 'description', /NUL/);
+    invalid(CreateSymmetricKeyRequestSchema, { ...createKey, folderId: 'b1g\u0000' }, 'folder_id', /NUL/);
+    valid(CreateSymmetricKeyRequestSchema, { ...createKey, name: 'tab\tand newline\n are fine' });
+  });
+});

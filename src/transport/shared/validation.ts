@@ -78,7 +78,11 @@ function fieldChecks(field: DescField): Check[] {
         if (typeof v === 'string' || v instanceof Uint8Array) {
           if (isRequired && v.length === 0) throw ERR.field(where, 'required');
           if (v.length > 0) len?.(v, where);
-          if (typeof v === 'string' && v.length > 0) pat?.(v, where);
+          if (typeof v === 'string' && v.length > 0) {
+            // Both stores must hold every accepted value; PostgreSQL text cannot hold U+0000.
+            if (v.includes('\u0000')) throw ERR.field(where, 'must not contain NUL characters');
+            pat?.(v, where);
+          }
         } else if (valueRange && (typeof v === 'bigint' || typeof v === 'number')) {
           if (v < valueRange.min || v > valueRange.max) throw ERR.field(where, `must be ${rangeText(valueRange)}`);
         }

@@ -1,0 +1,303 @@
+import pg from 'pg';
+import type { KeyVersion, SymmetricKey } from '../../domain/key.js';
+import type { Operation } from '../../domain/operation.js';
+import type { Page, PageRequest } from '../../domain/paging.js';
+import type { Principal, TokenRecord } from '../../domain/principal.js';
+import { Code, ERR, KmsError } from '../../errors/kms-error.js';
+import type { KeyChange, Store } from '../../ports/store.js';
+import { mapPage } from './keyset-page.js';
+import { migrate, schemaVersion } from './migrations.js';
+import { connectionProblem, translateDriverError, translatingConstraints, type ErrorFor } from './pg-errors.js';
+import {
+  keyToRow,
+  operationToRow,
+  principalToRow,
+  rowToKey,
+  rowToOperation,
+  rowToPrincipal,
+  rowToToken,
+  rowToVersion,
+  tokenToRow,
+  TYPE_PARSERS,
+  versionToRow,
+} from './row-mapping.js';
+import { all, first, run, type Queryable } from './statement.js';
+import { STATEMENTS as S } from './statements.js';
+
+// The Store port on a pg connection pool, for several kmsd nodes sharing one database. A read is
+// one statement on any pooled connection; commitKeyChange and purgeKey are one transaction each on
+// one connection. Transactions run at READ COMMITTED: the revision check is the UPDATE's own
+// WHERE, which PostgreSQL re-evaluates on the newest row version after waiting for a concurrent
+// writer, so of two commits from the same revision exactly one matches and the other is ABORTED.
+// Every write locks the key row before any of its versions, so two writers never deadlock.
+
+export interface PostgresStoreOptions {
+  /** Connections in the pool; pg's default is 10. */
+  readonly poolSize?: number;
+  /**
+   * How long to wait for a connection (a new one, or a free one of a busy pool) before the call
+   * fails with UNAVAILABLE. Default 5000.
+   */
+  readonly connectionTimeoutMs?: number;
+}
+
+/**
+ * Connects to the database at `url` (a libpq-style URL; `?options=-c search_path=NAME` puts the
+ * tables in schema NAME) and migrates its schema. UNAVAILABLE when the database cannot be reached;
+ * SchemaVersionError when a newer kmsd wrote it.
+ */
+export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
+    keepAlive: true,
+    types: TYPE_PARSERS,
+  });
+  // An idle connection that breaks (a server restart, a terminated backend) is reported here and
+  // dropped by the pool; the next call opens a new one or fails with UNAVAILABLE. Without a
+  // listener the error would crash the process.
+  pool.on('error', () => undefined);
+  try {
+    await withClient(pool, (client) => migrate(client));
+    return new PostgresStore(pool);
+  } catch (e) {
+    await pool.end();
+    throw translateDriverError(e);
+  }
+}
+
+/**
+ * Runs `work` on one connection of the pool and always gives it back. A connection that broke, or
+ * that `work` reports as unusable through `discard`, is closed rather than reused.
+ */
+async function withClient<T>(
+  pool: pg.Pool,
+  work: (client: pg.PoolClient, discard: (why: Error) => void) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const discard = (why: Error) => {
+    broken ??= why;
+  };
+  // A connection that breaks while checked out reports it here as well as to the running query;
+  // without a listener the error would crash the process.
+  client.on('error', discard);
+  try {
+    return await work(client, discard);
+  } catch (e) {
+    if (connectionProblem(e) !== undefined) discard(e as Error);
+    throw e;
+  } finally {
+    client.removeListener('error', discard);
+    client.release(broken);
+  }
+}
+
+const alreadyExists =
+  (what: string): ErrorFor =>
+  (cause) =>
+    new KmsError(Code.AlreadyExists, `${what} already exists`, { cause });
+
+const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
+
+export class PostgresStore implements Store {
+  private closed = false;
+
+  /** Use openPostgresStore: it migrates the schema these statements need. */
+  constructor(private readonly pool: pg.Pool) {}
+
+  async getKey(id: string): Promise<SymmetricKey | undefined> {
+    return this.read(async (db) => ifFound(await first(db, S.getKey, { id }), rowToKey));
+  }
+
+  async getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined> {
+    return this.read(async (db) => ifFound(await first(db, S.getVersion, { key_id: keyId, id: versionId }), rowToVersion));
+  }
+
+  async getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined> {
+    // NULL (destroyed) and no row (unknown version) both answer undefined.
+    return this.read(async (db) => {
+      const row = await first(db, S.getWrappedMaterial, { key_id: keyId, id: versionId });
+      return row?.wrapped_material ?? undefined;
+    });
+  }
+
+  async listKeys(folderId: string, page: PageRequest): Promise<Page<SymmetricKey>> {
+    return this.read(async (db) => mapPage(await S.listKeys.page(db, folderId, page), rowToKey));
+  }
+
+  async listVersions(keyId: string, page: PageRequest): Promise<Page<KeyVersion>> {
+    return this.read(async (db) => mapPage(await S.listVersions.page(db, keyId, page), rowToVersion));
+  }
+
+  async countLiveVersions(keyId: string): Promise<number> {
+    return this.read(async (db) => (await first(db, S.countLiveVersions, { key_id: keyId }))?.live ?? 0);
+  }
+
+  async commitKeyChange(change: KeyChange): Promise<void> {
+    await this.transaction((db) => this.applyKeyChange(db, change));
+  }
+
+  async findKeysDueForRotation(now: number, limit: number): Promise<SymmetricKey[]> {
+    return this.read(async (db) => (await all(db, S.keysDueForRotation, { now, limit })).map(rowToKey));
+  }
+
+  async findVersionsDueForDestruction(now: number, limit: number): Promise<KeyVersion[]> {
+    return this.read(async (db) => (await all(db, S.versionsDueForDestruction, { now, limit })).map(rowToVersion));
+  }
+
+  async findDeletedKeys(deletedBefore: number, limit: number): Promise<SymmetricKey[]> {
+    return this.read(async (db) => (await all(db, S.deletedKeys, { before: deletedBefore, limit })).map(rowToKey));
+  }
+
+  async purgeKey(keyId: string): Promise<void> {
+    await this.transaction((db) => this.purge(db, keyId));
+  }
+
+  async getOperation(id: string): Promise<Operation | undefined> {
+    return this.read(async (db) => ifFound(await first(db, S.getOperation, { id }), rowToOperation));
+  }
+
+  async listOperations(resourceId: string, page: PageRequest): Promise<Page<Operation>> {
+    return this.read(async (db) => mapPage(await S.listOperations.page(db, resourceId, page), rowToOperation));
+  }
+
+  async findOperationByIdempotencyKey(createdBy: string, idempotencyKey: string): Promise<Operation | undefined> {
+    return this.read(async (db) => {
+      const row = await first(db, S.operationByIdempotencyKey, { created_by: createdBy, idempotency_key: idempotencyKey });
+      return ifFound(row, rowToOperation);
+    });
+  }
+
+  async createPrincipal(p: Principal): Promise<void> {
+    await this.read((db) =>
+      translatingConstraints(() => run(db, S.insertPrincipal, principalToRow(p)), {
+        principals_pkey: alreadyExists(`principal ${p.id}`),
+      }),
+    );
+  }
+
+  async getPrincipal(id: string): Promise<Principal | undefined> {
+    return this.read(async (db) => ifFound(await first(db, S.getPrincipal, { id }), rowToPrincipal));
+  }
+
+  async createToken(t: TokenRecord): Promise<void> {
+    await this.read((db) =>
+      translatingConstraints(() => run(db, S.insertToken, tokenToRow(t)), {
+        tokens_pkey: alreadyExists(`token ${t.id}`),
+        tokens_principal_id_fkey: (cause) => new KmsError(Code.NotFound, `principal ${t.principalId} not found`, { cause }),
+      }),
+    );
+  }
+
+  async getToken(id: string): Promise<TokenRecord | undefined> {
+    return this.read(async (db) => ifFound(await first(db, S.getToken, { id }), rowToToken));
+  }
+
+  async getMeta(name: string): Promise<string | undefined> {
+    return this.read(async (db) => (await first(db, S.getMeta, { name }))?.value);
+  }
+
+  async initMeta(name: string, value: string): Promise<string> {
+    return this.read(async (db) => {
+      await run(db, S.insertMetaIfAbsent, { name, value });
+      // A second statement, so that at READ COMMITTED it sees a row another node committed while
+      // the insert waited. Nothing deletes meta rows, so the row is there now (ours or an earlier
+      // one); `?? value` only satisfies the type.
+      return (await first(db, S.getMeta, { name }))?.value ?? value;
+    });
+  }
+
+  /** Ends the pool once its connections are idle; calling it again does nothing. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  /** The schema version the database is at, for the startup log line and the tests. */
+  async schemaVersion(): Promise<number> {
+    try {
+      return await withClient(this.pool, (client) => schemaVersion(client));
+    } catch (e) {
+      throw translateDriverError(e);
+    }
+  }
+
+  /** Statements outside a transaction, each on whichever pooled connection is free. */
+  private async read<T>(work: (db: Queryable) => Promise<T>): Promise<T> {
+    try {
+      return await work(this.pool);
+    } catch (e) {
+      throw translateDriverError(e);
+    }
+  }
+
+  /** `work` inside BEGIN … COMMIT on one connection; any error rolls all of it back. */
+  private async transaction(work: (db: pg.PoolClient) => Promise<void>): Promise<void> {
+    try {
+      await withClient(this.pool, async (client, discard) => {
+        await client.query('BEGIN');
+        try {
+          await work(client);
+          await client.query('COMMIT');
+        } catch (e) {
+          // A connection that cannot roll back is in an unknown state and must not be reused; the
+          // server rolls back when it closes. The original error is what the caller needs to know.
+          await client.query('ROLLBACK').catch(discard);
+          throw e;
+        }
+      });
+    } catch (e) {
+      throw translateDriverError(e);
+    }
+  }
+
+  /** The body of commitKeyChange; runs inside its transaction, so any throw undoes all of it. */
+  private async applyKeyChange(db: pg.PoolClient, change: KeyChange): Promise<void> {
+    const { key } = change;
+    const versions = [...(change.insertVersions ?? []).map((n) => n.version), ...(change.updateVersions ?? [])];
+    // A version of another key would be written without that key's revision check.
+    const stray = versions.find((v) => v.keyId !== key.id);
+    if (stray !== undefined) {
+      throw new Error(`commitKeyChange: version ${stray.id} belongs to key ${stray.keyId}, not to key ${key.id}`);
+    }
+
+    const keyRow = keyToRow(key);
+    if (change.expectRevision === undefined) {
+      await translatingConstraints(() => run(db, S.insertKey, keyRow), { keys_pkey: alreadyExists(`key ${key.id}`) });
+    } else if ((await run(db, S.updateKey, { ...keyRow, expect_revision: change.expectRevision })) === 0) {
+      // Another writer committed first, or the key was purged.
+      throw ERR.aborted(`key ${key.id} was changed concurrently`);
+    }
+
+    for (const { version, wrappedMaterial } of change.insertVersions ?? []) {
+      await translatingConstraints(() => run(db, S.insertVersion, { ...versionToRow(version), wrapped_material: wrappedMaterial }), {
+        key_versions_pkey: alreadyExists(`key ${key.id}: version ${version.id}`),
+      });
+    }
+    for (const version of change.updateVersions ?? []) {
+      if ((await run(db, S.updateVersion, versionToRow(version))) === 0) {
+        throw ERR.aborted(`key ${key.id}: version ${version.id} does not exist`);
+      }
+    }
+
+    const op = change.operation;
+    if (op !== undefined) {
+      await translatingConstraints(() => run(db, S.insertOperation, operationToRow(op)), {
+        operations_pkey: alreadyExists(`operation ${op.id}`),
+        operations_by_idempotency_key: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
+      });
+    }
+  }
+
+  /** The body of purgeKey, inside its transaction. */
+  private async purge(db: pg.PoolClient, keyId: string): Promise<void> {
+    const row = await first(db, S.lockKeyDeletedAt, { id: keyId });
+    if (row === undefined) return; // already purged, perhaps by another node
+    if (row.deleted_at === null) throw ERR.failedPrecondition(`key ${keyId} is not deleted and cannot be purged`);
+    await run(db, S.deleteVersionsOfKey, { key_id: keyId });
+    await run(db, S.deleteKey, { id: keyId });
+  }
+}
