@@ -28,7 +28,8 @@ function writeKeyFile(bytes: Buffer, mode: number): string {
 /** The error must name what is wrong but show none of the key's bytes, in any encoding. */
 function assertRevealsNothing(text: string, ...secrets: Buffer[]): void {
   for (const s of secrets) {
-    if (s.length === 0) continue;
+    // One to three bytes are two to six hex characters: they occur in any text (the temp path) by chance.
+    if (s.length < 4) continue;
     for (const form of [s.toString('hex'), s.toString('base64'), s.toString('base64').slice(0, 12), s.toString('hex').slice(0, 12)]) {
       assert.equal(text.includes(form), false, `"${text}" reveals secret bytes`);
     }
