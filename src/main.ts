@@ -7,13 +7,18 @@ import { readOrCreateRootKeyFile, readRootKeyFromEnv, RootKeyError, softwareRoot
 import { openSqliteStore } from './adapters/store-sqlite/sqlite-store.js';
 import type { ServeConfig } from './config/config.js';
 import { SecretBytes } from './crypto/secret-bytes.js';
-import { DEV_MODE_PRINCIPAL } from './domain/principal.js';
+import { DEV_MODE_CALLER } from './domain/principal.js';
 import type { Clock } from './ports/clock.js';
 import type { RootKeyProvider } from './ports/root-key.js';
 import type { Store } from './ports/store.js';
-import { adminAuthorizer } from './services/access/authorizer.js';
+import { bindingAuthorizer, grantAllAuthorizer, type Authorizer } from './services/access/authorizer.js';
+import { accessService } from './services/access/access-service.js';
+import { AuditLog } from './services/audit/audit-log.js';
 import { ensureBootstrapAdmin } from './services/auth/bootstrap.js';
-import { devModeAuthenticator, tokenAuthenticator } from './services/auth/tokens.js';
+import { devModeAuthenticator, FailureLimiter, tokenAuthenticator, type Authenticator } from './services/auth/tokens.js';
+import { principalService } from './services/principals/principal-service.js';
+import { callRunner } from './transport/shared/call-runner.js';
+import { adminRoutes } from './transport/rest/admin-routes.js';
 import { cryptoService } from './services/crypto/crypto-service.js';
 import { KeyCache } from './services/keys/key-cache.js';
 import { keyService } from './services/keys/key-service.js';
@@ -42,6 +47,20 @@ export class StartupError extends Error {
 
 const ROOT_KEY_CHECK = 'root_key_check';
 const ROOT_KEY_CHECK_AAD = Buffer.from('kmsd root key check', 'utf8');
+export const AUDIT_MAC_KEY = 'audit_mac_key';
+export const AUDIT_MAC_KEY_AAD = Buffer.from('kmsd audit mac key', 'utf8');
+
+/**
+ * The secret that keys the audit log's hash chain: made once, kept in the store wrapped by the
+ * root key, so the database alone cannot re-forge the chain.
+ */
+export async function auditMacKey(store: Pick<Store, 'initMeta'>, rootKey: RootKeyProvider): Promise<SecretBytes> {
+  const fresh = new SecretBytes(cryptoRandom.bytes(32));
+  const wrapped = (await rootKey.wrap(fresh, AUDIT_MAC_KEY_AAD)).toString('base64');
+  fresh.wipe();
+  const stored = await store.initMeta(AUDIT_MAC_KEY, wrapped);
+  return rootKey.unwrap(Buffer.from(stored, 'base64'), AUDIT_MAC_KEY_AAD);
+}
 
 export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>): Logger {
   return pino(
@@ -108,20 +127,39 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     const testClock = config.testClock ? new AdjustableClock() : undefined;
     const clock: Clock = testClock ?? systemClock;
 
-    let authenticator;
+    let authenticator: Authenticator;
+    let authorizer: Authorizer;
+    let forgetTokens: (ids: readonly string[]) => void = () => undefined;
     if (config.auth === 'iam') {
       const admin = await ensureBootstrapAdmin({ store, dataDir: config.dataDir, random: cryptoRandom, clock });
       if (admin.issued) logger.info({ tokenFile: admin.tokenFile }, 'wrote a new administrator token (mode 0600); send it as Authorization: Bearer <token>');
-      authenticator = tokenAuthenticator({ store, clock });
+      const tokens = tokenAuthenticator({ store, clock, limiter: new FailureLimiter(systemClock) });
+      authenticator = tokens;
+      forgetTokens = (ids) => ids.forEach((id) => tokens.forget(id));
+      authorizer = bindingAuthorizer(store);
     } else {
       logger.warn('--auth none: DEVELOPMENT MODE. Authentication is OFF and every caller is an administrator. Never expose this server.');
-      authenticator = devModeAuthenticator(DEV_MODE_PRINCIPAL);
+      authenticator = devModeAuthenticator(DEV_MODE_CALLER);
+      authorizer = grantAllAuthorizer;
     }
 
+    const audit = new AuditLog(store, await auditMacKey(store, rootKey), clock, logger);
     const cache = new KeyCache(store, rootKey, config.cache);
-    const keys = keyService({ store, rootKey, cache, authorizer: adminAuthorizer, clock, random: cryptoRandom, hsmConfigured: false });
-    const crypto = cryptoService({ cache, authorizer: adminAuthorizer, random: cryptoRandom });
-    const operations = operationService({ store, authorizer: adminAuthorizer });
+    const keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, hsmConfigured: false, audit });
+    const crypto = cryptoService({ cache, authorizer, random: cryptoRandom });
+    const operations = operationService({ store, authorizer });
+    const access = accessService({ store, authorizer, clock, random: cryptoRandom, audit });
+    const principals = principalService({
+      store,
+      authorizer,
+      clock,
+      random: cryptoRandom,
+      audit,
+      onRevoke: (ids) => {
+        forgetTokens(ids);
+        authorizer.invalidate();
+      },
+    });
     const background = scheduler({ keys, logger, intervalMs: config.schedulerIntervalMs });
 
     if (config.seedFile) {
@@ -135,15 +173,18 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     const tls = config.tls ? operatorCertificate(config.tls.certFile, config.tls.keyFile) : await ensureDevCertificates(config.dataDir);
     if (tls.generated !== 'none') logger.info({ caFile: tls.caFile, certFile: tls.certFile, generated: tls.generated }, 'generated TLS certificates; clients trust the CA file');
 
-    const methods = apiMethods({ keys, crypto, operations });
+    const methods = apiMethods({ access, keys, crypto, operations });
+    const calls = callRunner({ authenticator, audit, logger });
     const rest = await buildRestServer({
       methods,
       ...(config.rest.tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
-      authenticator,
+      calls,
+      adminRoutes: adminRoutes({ principals, access, audit, authorizer }),
       logger,
       ...(testClock
         ? {
             testClock: {
+              authorize: (ctx) => authorizer.authorize(ctx.caller, 'kmsd.principals.manage', {}),
               async advance(ms: number) {
                 testClock.advance(ms);
                 await background.runNow();
@@ -158,7 +199,7 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     await rest.listen({ host: config.rest.host, port: config.rest.port });
     const address = rest.server.address() as AddressInfo;
     const restAddress = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
-    const grpc = await startGrpcServer({ methods, authenticator, logger, tls }, config.grpc.host, config.grpc.port).catch(async (e: unknown) => {
+    const grpc = await startGrpcServer({ methods, calls, logger, tls }, config.grpc.host, config.grpc.port).catch(async (e: unknown) => {
       await rest.close();
       throw e;
     });

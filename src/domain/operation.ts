@@ -15,7 +15,9 @@ export type OperationMetadata =
       readonly destroyAt: number;
     }
   | { readonly type: 'CancelSymmetricKeyVersionDestructionMetadata'; readonly keyId: string; readonly versionId: string }
-  | { readonly type: 'RotateSymmetricKeyMetadata'; readonly keyId: string; readonly newPrimaryVersionId: string };
+  | { readonly type: 'RotateSymmetricKeyMetadata'; readonly keyId: string; readonly newPrimaryVersionId: string }
+  | { readonly type: 'SetAccessBindingsMetadata'; readonly resourceId: string }
+  | { readonly type: 'UpdateAccessBindingsMetadata'; readonly resourceId: string };
 
 /** A key as the API shows it: the key plus its primary version, embedded. */
 export interface KeyView {
@@ -25,7 +27,9 @@ export interface KeyView {
 
 export type OperationResponse =
   | { readonly type: 'SymmetricKey'; readonly view: KeyView }
-  | { readonly type: 'SymmetricKeyVersion'; readonly version: KeyVersion; readonly primary: boolean };
+  | { readonly type: 'SymmetricKeyVersion'; readonly version: KeyVersion; readonly primary: boolean }
+  /** google.protobuf.Empty: the access-binding methods (SPEC.md §4.1.13–14). */
+  | { readonly type: 'Empty' };
 
 export interface Operation {
   readonly id: string;

@@ -51,4 +51,7 @@ export const ERR = {
   aborted: (message: string) => new KmsError(Code.Aborted, message),
   invalidCiphertext: () => new KmsError(Code.InvalidArgument, INVALID_CIPHERTEXT_MESSAGE),
   internal: (cause: unknown) => new KmsError(Code.Internal, 'internal error', { cause }),
+  unavailable: (message: string) => new KmsError(Code.Unavailable, message),
+  resourceExhausted: (message: string) => new KmsError(Code.ResourceExhausted, message),
+  notFound: (message: string) => new KmsError(Code.NotFound, message),
 } as const;

@@ -2,6 +2,9 @@ import type { KeyVersion, SymmetricKey } from '../domain/key.js';
 import type { Operation } from '../domain/operation.js';
 import type { Page, PageRequest } from '../domain/paging.js';
 import type { Principal, TokenRecord } from '../domain/principal.js';
+import type { AccessBinding, BindingDelta, Scope, Subject } from '../domain/access.js';
+import type { AuditEvent, AuditFilter, AuditHead, StoredAuditRecord } from '../domain/audit.js';
+import type { SealedBatch } from '../crypto/audit-chain.js';
 
 // The persistence port. Every mutation of a key is one atomic commitKeyChange, so a store never
 // holds half a rotation; adapters implement it with one database transaction. Every adapter passes
@@ -22,6 +25,17 @@ export interface KeyChange {
   /** Status changes of existing versions; a version that becomes DESTROYED loses its material. */
   readonly updateVersions?: readonly KeyVersion[];
   readonly operation?: Operation;
+  /** Audit records committed in the same transaction: the change and its record land together or not at all. */
+  readonly audit?: AuditAppend;
+}
+
+/**
+ * Audit events to append to the chain inside a store transaction. The store reads the current head
+ * under a lock, lets `seal` number and hash the events after it, and writes records and new head.
+ */
+export interface AuditAppend {
+  readonly events: readonly AuditEvent[];
+  readonly seal: (head: AuditHead | undefined, events: readonly AuditEvent[]) => SealedBatch;
 }
 
 export interface KeyStore {
@@ -30,8 +44,8 @@ export interface KeyStore {
   getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined>;
   /** Undefined when the version does not exist or is destroyed. */
   getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined>;
-  /** Keys of a folder, not deleted, ordered by creation time then id. */
-  listKeys(folderId: string, page: PageRequest): Promise<Page<SymmetricKey>>;
+  /** Keys of a folder, not deleted, ordered by creation time then id; with `only`, just those ids. */
+  listKeys(folderId: string, page: PageRequest, only?: ReadonlySet<string>): Promise<Page<SymmetricKey>>;
   /** All versions of a key, ordered by creation time then id. */
   listVersions(keyId: string, page: PageRequest): Promise<Page<KeyVersion>>;
   /** Versions that are not DESTROYED. */
@@ -52,7 +66,7 @@ export interface KeyStore {
   /** Deleted keys with deletedAt < deletedBefore (the caller passes now − grace period). */
   findDeletedKeys(deletedBefore: number, limit: number): Promise<SymmetricKey[]>;
   /**
-   * Removes a deleted key with all its versions and their material; operations stay. A missing key
+   * Removes a deleted key with all its versions, their material and its access bindings; operations stay. A missing key
    * is a no-op (another node may have purged it); a key that is not deleted is FAILED_PRECONDITION.
    */
   purgeKey(keyId: string): Promise<void>;
@@ -66,11 +80,56 @@ export interface OperationStore {
 }
 
 export interface PrincipalStore {
-  createPrincipal(p: Principal): Promise<void>;
+  /** ALREADY_EXISTS when the id is taken. */
+  createPrincipal(p: Principal, audit?: AuditAppend): Promise<void>;
   getPrincipal(id: string): Promise<Principal | undefined>;
+  /** Ordered by creation time then id. */
+  listPrincipals(page: PageRequest): Promise<Page<Principal>>;
+  /**
+   * Removes a principal with its tokens and every access binding naming it; returns the ids of the
+   * tokens removed (for caches), or undefined when the principal does not exist (nothing written).
+   */
+  deletePrincipal(id: string, audit?: AuditAppend): Promise<string[] | undefined>;
   /** NOT_FOUND when the principal does not exist. */
-  createToken(t: TokenRecord): Promise<void>;
+  createToken(t: TokenRecord, audit?: AuditAppend): Promise<void>;
   getToken(id: string): Promise<TokenRecord | undefined>;
+  /** Tokens of a principal, revoked ones included, oldest first. */
+  listTokens(principalId: string): Promise<TokenRecord[]>;
+  /** Sets revokedAt unless already revoked; false when the token does not exist (nothing written). */
+  revokeToken(id: string, at: number, audit?: AuditAppend): Promise<boolean>;
+}
+
+export interface AccessBindingChange {
+  readonly scope: Scope;
+  /** Replaces the scope's bindings with these (SetAccessBindings), or … */
+  readonly replace?: readonly AccessBinding[];
+  /** … applies these deltas in order (UpdateAccessBindings). */
+  readonly deltas?: readonly BindingDelta[];
+  /** Stored when the change commits (key bindings are changed through operations). */
+  readonly operation?: Operation;
+  readonly audit?: AuditAppend;
+}
+
+export interface AccessStore {
+  /** Bindings set directly on a scope, ordered by role then subject. */
+  listBindings(scope: Scope): Promise<AccessBinding[]>;
+  /** Every binding, on any scope, whose subject is one of `subjects`. */
+  bindingsOfSubjects(subjects: readonly Subject[]): Promise<{ scope: Scope; binding: AccessBinding }[]>;
+  /**
+   * Applies a change atomically under a lock on the scope, so concurrent updates of one scope
+   * serialise; returns the deltas that changed something.
+   */
+  changeBindings(change: AccessBindingChange): Promise<BindingDelta[]>;
+}
+
+export interface AuditStore {
+  /** Appends events as one transaction (group commit of many calls). */
+  appendAudit(append: AuditAppend): Promise<void>;
+  getAuditHead(): Promise<AuditHead | undefined>;
+  /** Records in seq order after `afterSeq`, at most `limit` (verification, export). */
+  scanAudit(afterSeq: number, limit: number): Promise<StoredAuditRecord[]>;
+  /** Records matching the filter in seq order, paged (page token = last seq). */
+  queryAudit(filter: AuditFilter, page: PageRequest): Promise<Page<StoredAuditRecord>>;
 }
 
 /** Small named values kmsd keeps about itself (the root-key check value, the bootstrap admin id). */
@@ -80,6 +139,6 @@ export interface MetaStore {
   initMeta(name: string, value: string): Promise<string>;
 }
 
-export interface Store extends KeyStore, OperationStore, PrincipalStore, MetaStore {
+export interface Store extends KeyStore, OperationStore, PrincipalStore, AccessStore, AuditStore, MetaStore {
   close(): Promise<void>;
 }

@@ -12,7 +12,7 @@ import { wrappedAad } from '../crypto/wrapped-material.js';
 import { DAY_MS } from '../domain/key.js';
 import type { RootKeyProvider } from '../ports/root-key.js';
 import type { Store } from '../ports/store.js';
-import { adminAuthorizer } from '../services/access/authorizer.js';
+import { grantAllAuthorizer } from '../services/access/authorizer.js';
 import { keyService, type KeyService } from '../services/keys/key-service.js';
 import { applySeedFile, parseSeedFile, SeedError } from './seed-file.js';
 
@@ -37,7 +37,7 @@ let keys: KeyService;
 beforeEach(() => {
   store = openSqliteStore(':memory:');
   rootKey = softwareRootKey(new SecretBytes(randomBytes(32)), cryptoRandom);
-  keys = keyService({ store, rootKey, cache: { invalidate: () => undefined }, authorizer: adminAuthorizer, clock: { now: () => T0 }, random: cryptoRandom, hsmConfigured: false });
+  keys = keyService({ store, rootKey, cache: { invalidate: () => undefined }, authorizer: grantAllAuthorizer, clock: { now: () => T0 }, random: cryptoRandom, hsmConfigured: false });
 });
 
 afterEach(async () => {

@@ -1,7 +1,8 @@
 import { rotationDueAt } from '../../domain/key.js';
 import type { KeyStatus, KeyVersion, SymmetricAlgorithm, SymmetricKey, VersionStatus } from '../../domain/key.js';
 import type { Operation, OperationMetadata, OperationResponse } from '../../domain/operation.js';
-import type { Principal, SubjectType, TokenRecord } from '../../domain/principal.js';
+import type { AccessBinding, Scope, ScopeType, SubjectKind } from '../../domain/access.js';
+import type { Principal, PrincipalType, TokenRecord } from '../../domain/principal.js';
 
 // Rows of the relational stores (SQLite, PostgreSQL) and their conversion to and from domain
 // objects, written once for both: the stores differ only in how a boolean column reads (0/1 in
@@ -51,12 +52,12 @@ export interface OperationRow<Flag = boolean> {
   idempotency_key: string | null;
 }
 
-export interface PrincipalRow<Flag = boolean> {
+export interface PrincipalRow {
   id: string;
   type: string;
   name: string;
+  description: string | null;
   created_at: number;
-  admin: Flag;
 }
 
 export interface TokenRow {
@@ -66,6 +67,15 @@ export interface TokenRow {
   created_at: number;
   expires_at: number | null;
   revoked_at: number | null;
+  description: string | null;
+}
+
+export interface BindingRow {
+  scope_type: string;
+  scope_id: string;
+  role_id: string;
+  subject_type: string;
+  subject_id: string;
 }
 
 /** `{ [name]: value }` when the column holds a value, `{}` when it is NULL. */
@@ -178,12 +188,12 @@ export function rowMapping<Flag>(flag: FlagColumn<Flag>) {
     };
   }
 
-  function principalToRow(p: Principal): PrincipalRow<Flag> {
-    return { id: p.id, type: p.type, name: p.name, created_at: p.createdAt, admin: flag.write(p.admin) };
+  function principalToRow(p: Principal): PrincipalRow {
+    return { id: p.id, type: p.type, name: p.name, description: nullable(p.description), created_at: p.createdAt };
   }
 
-  function rowToPrincipal(row: PrincipalRow<Flag>): Principal {
-    return { id: row.id, type: row.type as SubjectType, name: row.name, createdAt: row.created_at, admin: flag.read(row.admin) };
+  function rowToPrincipal(row: PrincipalRow): Principal {
+    return { id: row.id, type: row.type as PrincipalType, name: row.name, ...optional('description', row.description), createdAt: row.created_at };
   }
 
   function tokenToRow(t: TokenRecord): TokenRow {
@@ -194,6 +204,7 @@ export function rowMapping<Flag>(flag: FlagColumn<Flag>) {
       created_at: t.createdAt,
       expires_at: nullable(t.expiresAt),
       revoked_at: nullable(t.revokedAt),
+      description: nullable(t.description),
     };
   }
 
@@ -205,8 +216,20 @@ export function rowMapping<Flag>(flag: FlagColumn<Flag>) {
       createdAt: row.created_at,
       ...optional('expiresAt', row.expires_at),
       ...optional('revokedAt', row.revoked_at),
+      ...optional('description', row.description),
     };
   }
 
   return { keyToRow, rowToKey, versionToRow, rowToVersion, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken };
+}
+
+export function bindingToRow(scope: Scope, b: AccessBinding): BindingRow {
+  return { scope_type: scope.type, scope_id: scope.id, role_id: b.roleId, subject_type: b.subject.type, subject_id: b.subject.id };
+}
+
+export function rowToBinding(row: BindingRow): { scope: Scope; binding: AccessBinding } {
+  return {
+    scope: { type: row.scope_type as ScopeType, id: row.scope_id },
+    binding: { roleId: row.role_id, subject: { type: row.subject_type as SubjectKind, id: row.subject_id } },
+  };
 }

@@ -8,8 +8,8 @@ import { pageOf, type KeysetSql, type PositionedRow } from '../store-rows/keyset
 export { keysetSql, mapPage } from '../store-rows/keyset.js';
 
 export class KeysetList<Row extends PositionedRow> {
-  private readonly firstPage: Database.Statement<{ scope: string; limit: number }, Row>;
-  private readonly nextPage: Database.Statement<{ scope: string; limit: number; at: number; id: string }, Row>;
+  private readonly firstPage: Database.Statement<Record<string, unknown>, Row>;
+  private readonly nextPage: Database.Statement<Record<string, unknown>, Row>;
 
   constructor(db: Database.Database, sql: KeysetSql) {
     this.firstPage = db.prepare(sql.firstPage);
@@ -17,13 +17,13 @@ export class KeysetList<Row extends PositionedRow> {
   }
 
   /** Throws the INVALID_ARGUMENT of decodeCursor for a token this service did not issue. */
-  page(scope: string, request: PageRequest): Page<Row> {
+  page(scope: string, request: PageRequest, extra: Record<string, unknown> = {}): Page<Row> {
     const cursor = decodeCursor(request.pageToken);
     const size = effectivePageSize(request.pageSize);
     const rows =
       cursor === undefined
-        ? this.firstPage.all({ scope, limit: size + 1 })
-        : this.nextPage.all({ scope, limit: size + 1, at: cursor.at, id: cursor.id });
+        ? this.firstPage.all({ ...extra, scope, limit: size + 1 })
+        : this.nextPage.all({ ...extra, scope, limit: size + 1, at: cursor.at, id: cursor.id });
     return pageOf(rows, size);
   }
 }

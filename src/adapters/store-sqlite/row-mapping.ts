@@ -1,12 +1,12 @@
-import { rowMapping, type KeyRow as Key, type OperationRow as Op, type PrincipalRow as Principal, type VersionRow as Version } from '../store-rows/row-mapping.js';
+import { rowMapping, type KeyRow as Key, type OperationRow as Op, type VersionRow as Version } from '../store-rows/row-mapping.js';
 
 // SQLite keeps booleans as 0/1; everything else maps as in ../store-rows/row-mapping.ts.
 
 export type KeyRow = Key<number>;
 export type VersionRow = Version<number>;
 export type OperationRow = Op<number>;
-export type PrincipalRow = Principal<number>;
-export type { TokenRow } from '../store-rows/row-mapping.js';
+export type { BindingRow, PrincipalRow, TokenRow } from '../store-rows/row-mapping.js';
+export { bindingToRow, rowToBinding } from '../store-rows/row-mapping.js';
 
 export const { keyToRow, rowToKey, versionToRow, rowToVersion, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken } =
   rowMapping<number>({ write: (flag) => (flag ? 1 : 0), read: (column) => column === 1 });

@@ -3,12 +3,17 @@ import type { KeyVersion, SymmetricKey } from '../../domain/key.js';
 import type { Operation } from '../../domain/operation.js';
 import type { Page, PageRequest } from '../../domain/paging.js';
 import type { Principal, TokenRecord } from '../../domain/principal.js';
+import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, type Subject } from '../../domain/access.js';
+import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
-import type { KeyChange, Store } from '../../ports/store.js';
+import type { AccessBindingChange, AuditAppend, KeyChange, Store } from '../../ports/store.js';
+import { auditPage, auditQuery, auditRow } from '../store-rows/audit-rows.js';
 import { mapPage } from './keyset-page.js';
 import { migrate, schemaVersion } from './migrations.js';
 import {
+  bindingToRow,
   keyToRow,
+  rowToBinding,
   operationToRow,
   principalToRow,
   rowToKey,
@@ -89,6 +94,7 @@ export class SqliteStore implements Store {
   private readonly s: Statements;
   private readonly commitTransaction: Database.Transaction<(change: KeyChange) => void>;
   private readonly purgeTransaction: Database.Transaction<(keyId: string) => void>;
+  private readonly auditQueries = new Map<string, Database.Statement<Record<string, string | number>, StoredAuditRecord>>();
 
   /** Use openSqliteStore: it sets the pragmas and migrates the schema these statements need. */
   constructor(private readonly db: Database.Database) {
@@ -110,7 +116,8 @@ export class SqliteStore implements Store {
     return this.s.getWrappedMaterial.get({ key_id: keyId, id: versionId }) ?? undefined;
   }
 
-  async listKeys(folderId: string, page: PageRequest): Promise<Page<SymmetricKey>> {
+  async listKeys(folderId: string, page: PageRequest, only?: ReadonlySet<string>): Promise<Page<SymmetricKey>> {
+    if (only !== undefined) return mapPage(this.s.listKeysAmong.page(folderId, page, { ids: JSON.stringify([...only]) }), rowToKey);
     return mapPage(this.s.listKeys.page(folderId, page), rowToKey);
   }
 
@@ -120,6 +127,20 @@ export class SqliteStore implements Store {
 
   async countLiveVersions(keyId: string): Promise<number> {
     return this.s.countLiveVersions.get({ key_id: keyId }) ?? 0;
+  }
+
+  /** Runs `work` in one IMMEDIATE transaction (the write lock up front); nested calls join it. */
+  private inTransaction<T>(work: () => T): T {
+    if (this.db.inTransaction) return work();
+    return this.db.transaction(work).immediate();
+  }
+
+  /** Appends audit records and moves the sealed head; call inside a write transaction. */
+  private appendAuditRecords(append: AuditAppend | undefined): void {
+    if (append === undefined || append.events.length === 0) return;
+    const sealed = append.seal(this.s.getAuditHead.get(), append.events);
+    for (const r of sealed.records) this.s.insertAudit.run(auditRow(r));
+    this.s.setAuditHead.run(sealed.head);
   }
 
   async commitKeyChange(change: KeyChange): Promise<void> {
@@ -157,20 +178,107 @@ export class SqliteStore implements Store {
     return ifFound(row, rowToOperation);
   }
 
-  async createPrincipal(p: Principal): Promise<void> {
-    translatingConstraints(() => this.s.insertPrincipal.run(principalToRow(p)), {
-      PRIMARYKEY: alreadyExists(`principal ${p.id}`),
+  async createPrincipal(p: Principal, audit?: AuditAppend): Promise<void> {
+    this.inTransaction(() => {
+      translatingConstraints(() => this.s.insertPrincipal.run(principalToRow(p)), {
+        PRIMARYKEY: alreadyExists(`principal ${p.id}`),
+      });
+      this.appendAuditRecords(audit);
     });
+  }
+
+  async listPrincipals(page: PageRequest): Promise<Page<Principal>> {
+    return mapPage(this.s.listPrincipals.page('', page), rowToPrincipal);
+  }
+
+  async deletePrincipal(id: string, audit?: AuditAppend): Promise<string[] | undefined> {
+    return this.inTransaction(() => {
+      const found = this.s.getPrincipal.get({ id });
+      if (found === undefined) return undefined;
+      const tokens = this.s.deleteTokensOfPrincipal.all({ principal_id: id });
+      this.s.deleteBindingsOfSubject.run({ subject_type: found.type, subject_id: id });
+      this.s.deletePrincipal.run({ id });
+      this.appendAuditRecords(audit);
+      return tokens;
+    });
+  }
+
+  async listTokens(principalId: string): Promise<TokenRecord[]> {
+    return this.s.listTokens.all({ principal_id: principalId }).map(rowToToken);
+  }
+
+  async revokeToken(id: string, at: number, audit?: AuditAppend): Promise<boolean> {
+    return this.inTransaction(() => {
+      if (this.s.revokeToken.run({ id, at }).changes === 0) return false;
+      this.appendAuditRecords(audit);
+      return true;
+    });
+  }
+
+  async listBindings(scope: Scope): Promise<AccessBinding[]> {
+    return this.s.listBindings.all({ scope_type: scope.type, scope_id: scope.id }).map((row) => rowToBinding(row).binding);
+  }
+
+  async bindingsOfSubjects(subjects: readonly Subject[]): Promise<{ scope: Scope; binding: AccessBinding }[]> {
+    return subjects.flatMap((s) => this.s.bindingsOfSubject.all({ subject_type: s.type, subject_id: s.id }).map(rowToBinding));
+  }
+
+  async changeBindings(change: AccessBindingChange): Promise<BindingDelta[]> {
+    // The write lock of the immediate transaction serialises changes of the same scope.
+    return this.inTransaction(() => {
+      const { scope } = change;
+      const current = this.s.listBindings.all({ scope_type: scope.type, scope_id: scope.id }).map((row) => rowToBinding(row).binding);
+      const effective = effectiveDeltas(current, change);
+      for (const d of effective) {
+        const row = bindingToRow(scope, d.binding);
+        if (d.action === 'ADD') this.s.insertBinding.run(row);
+        else this.s.deleteBinding.run(row);
+      }
+      const op = change.operation;
+      if (op !== undefined) {
+        translatingConstraints(() => this.s.insertOperation.run(operationToRow(op)), {
+          PRIMARYKEY: alreadyExists(`operation ${op.id}`),
+          UNIQUE: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
+        });
+      }
+      this.appendAuditRecords(change.audit);
+      return effective;
+    });
+  }
+
+  async appendAudit(append: AuditAppend): Promise<void> {
+    this.inTransaction(() => this.appendAuditRecords(append));
+  }
+
+  async getAuditHead(): Promise<AuditHead | undefined> {
+    return this.s.getAuditHead.get();
+  }
+
+  async scanAudit(afterSeq: number, limit: number): Promise<StoredAuditRecord[]> {
+    return this.s.scanAudit.all({ after: afterSeq, limit });
+  }
+
+  async queryAudit(filter: AuditFilter, page: PageRequest): Promise<Page<StoredAuditRecord>> {
+    const q = auditQuery(filter, page);
+    let stmt = this.auditQueries.get(q.sql);
+    if (stmt === undefined) {
+      stmt = this.db.prepare<Record<string, string | number>, StoredAuditRecord>(q.sql);
+      this.auditQueries.set(q.sql, stmt);
+    }
+    return auditPage(stmt.all(q.params), q.size);
   }
 
   async getPrincipal(id: string): Promise<Principal | undefined> {
     return ifFound(this.s.getPrincipal.get({ id }), rowToPrincipal);
   }
 
-  async createToken(t: TokenRecord): Promise<void> {
-    translatingConstraints(() => this.s.insertToken.run(tokenToRow(t)), {
-      PRIMARYKEY: alreadyExists(`token ${t.id}`),
-      FOREIGNKEY: (cause) => new KmsError(Code.NotFound, `principal ${t.principalId} not found`, { cause }),
+  async createToken(t: TokenRecord, audit?: AuditAppend): Promise<void> {
+    this.inTransaction(() => {
+      translatingConstraints(() => this.s.insertToken.run(tokenToRow(t)), {
+        PRIMARYKEY: alreadyExists(`token ${t.id}`),
+        FOREIGNKEY: (cause) => new KmsError(Code.NotFound, `principal ${t.principalId} not found`, { cause }),
+      });
+      this.appendAuditRecords(audit);
     });
   }
 
@@ -241,6 +349,7 @@ export class SqliteStore implements Store {
         UNIQUE: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
       });
     }
+    this.appendAuditRecords(change.audit);
   }
 
   /** The body of purgeKey, inside its transaction. */
@@ -249,6 +358,7 @@ export class SqliteStore implements Store {
     if (deletedAt === undefined) return; // already purged, perhaps by another node
     if (deletedAt === null) throw ERR.failedPrecondition(`key ${keyId} is not deleted and cannot be purged`);
     this.s.deleteVersionsOfKey.run({ key_id: keyId });
+    this.s.deleteBindingsOfScope.run({ scope_type: 'key', scope_id: keyId });
     this.s.deleteKey.run({ id: keyId });
   }
 }

@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { KeysetList, keysetSql } from './keyset-page.js';
-import type { KeyRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
+import type { AuditRow } from '../store-rows/audit-rows.js';
+import type { BindingRow, KeyRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
 
 // Every SQL statement of the SQLite store, in one place, prepared once per connection. All
 // parameters are named (@name) and bound from the row objects of row-mapping.ts.
@@ -50,7 +51,7 @@ const OPERATION_COLUMNS = columns<OperationRow>({
   error: true,
   idempotency_key: true,
 });
-const PRINCIPAL_COLUMNS = columns<PrincipalRow>({ id: true, type: true, name: true, created_at: true, admin: true });
+const PRINCIPAL_COLUMNS = columns<PrincipalRow>({ id: true, type: true, name: true, description: true, created_at: true });
 const TOKEN_COLUMNS = columns<TokenRow>({
   id: true,
   principal_id: true,
@@ -58,7 +59,9 @@ const TOKEN_COLUMNS = columns<TokenRow>({
   created_at: true,
   expires_at: true,
   revoked_at: true,
+  description: true,
 });
+const BINDING_COLUMNS = columns<BindingRow>({ scope_type: true, scope_id: true, role_id: true, subject_type: true, subject_id: true });
 
 const insertInto = (table: string, cols: readonly string[]): string =>
   `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`;
@@ -79,6 +82,12 @@ export const SQL = {
   keysDueForRotation: `${select('keys', KEY_COLUMNS)} WHERE rotation_due_at <= @now ORDER BY rotation_due_at, id LIMIT @limit`,
   deletedKeys: `${select('keys', KEY_COLUMNS)} WHERE deleted_at < @before ORDER BY deleted_at, id LIMIT @limit`,
   listKeys: keysetSql({ select: select('keys', KEY_COLUMNS), scope: 'folder_id = @scope AND deleted_at IS NULL', order: 'ASC' }),
+  // @ids is a JSON array of key ids.
+  listKeysAmong: keysetSql({
+    select: select('keys', KEY_COLUMNS),
+    scope: 'folder_id = @scope AND deleted_at IS NULL AND id IN (SELECT value FROM json_each(@ids))',
+    order: 'ASC',
+  }),
 
   getVersion: `${select('key_versions', VERSION_COLUMNS)} WHERE key_id = @key_id AND id = @id`,
   getWrappedMaterial: 'SELECT wrapped_material FROM key_versions WHERE key_id = @key_id AND id = @id',
@@ -105,8 +114,30 @@ export const SQL = {
 
   getPrincipal: `${select('principals', PRINCIPAL_COLUMNS)} WHERE id = @id`,
   insertPrincipal: insertInto('principals', PRINCIPAL_COLUMNS),
+  // The scope parameter is always '': principals are one list.
+  listPrincipals: keysetSql({ select: select('principals', PRINCIPAL_COLUMNS), scope: `@scope = ''`, order: 'ASC' }),
+  deletePrincipal: 'DELETE FROM principals WHERE id = @id',
   getToken: `${select('tokens', TOKEN_COLUMNS)} WHERE id = @id`,
   insertToken: insertInto('tokens', TOKEN_COLUMNS),
+  listTokens: `${select('tokens', TOKEN_COLUMNS)} WHERE principal_id = @principal_id ORDER BY created_at, id`,
+  deleteTokensOfPrincipal: 'DELETE FROM tokens WHERE principal_id = @principal_id RETURNING id',
+  revokeToken: 'UPDATE tokens SET revoked_at = coalesce(revoked_at, @at) WHERE id = @id',
+
+  listBindings:
+    `${select('access_bindings', BINDING_COLUMNS)} WHERE scope_type = @scope_type AND scope_id = @scope_id ` +
+    'ORDER BY role_id, subject_type, subject_id',
+  bindingsOfSubject: `${select('access_bindings', BINDING_COLUMNS)} WHERE subject_type = @subject_type AND subject_id = @subject_id`,
+  insertBinding: `${insertInto('access_bindings', BINDING_COLUMNS)} ON CONFLICT DO NOTHING`,
+  deleteBinding:
+    'DELETE FROM access_bindings WHERE scope_type = @scope_type AND scope_id = @scope_id AND role_id = @role_id ' +
+    'AND subject_type = @subject_type AND subject_id = @subject_id',
+  deleteBindingsOfScope: 'DELETE FROM access_bindings WHERE scope_type = @scope_type AND scope_id = @scope_id',
+  deleteBindingsOfSubject: 'DELETE FROM access_bindings WHERE subject_type = @subject_type AND subject_id = @subject_id',
+
+  getAuditHead: 'SELECT seq, hash, mac FROM audit_head WHERE id = 1',
+  setAuditHead: 'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, @seq, @hash, @mac) ON CONFLICT (id) DO UPDATE SET seq = @seq, hash = @hash, mac = @mac',
+  insertAudit: 'INSERT INTO audit_log (seq, at, subject_id, key_id, code, body, hash) VALUES (@seq, @at, @subject_id, @key_id, @code, @body, @hash)',
+  scanAudit: 'SELECT seq, body, hash FROM audit_log WHERE seq > @after ORDER BY seq LIMIT @limit',
 
   getMeta: 'SELECT value FROM meta WHERE name = @name',
   insertMetaIfAbsent: 'INSERT INTO meta (name, value) VALUES (@name, @value) ON CONFLICT (name) DO NOTHING',
@@ -115,6 +146,8 @@ export const SQL = {
 type ById = { id: string };
 type VersionRef = { key_id: string; id: string };
 type Due = { now: number; limit: number };
+type ScopeRef = { scope_type: string; scope_id: string };
+type SubjectRef = { subject_type: string; subject_id: string };
 
 export function prepareStatements(db: Database.Database) {
   return {
@@ -126,6 +159,7 @@ export function prepareStatements(db: Database.Database) {
     keysDueForRotation: db.prepare<Due, KeyRow>(SQL.keysDueForRotation),
     deletedKeys: db.prepare<{ before: number; limit: number }, KeyRow>(SQL.deletedKeys),
     listKeys: new KeysetList<KeyRow>(db, SQL.listKeys),
+    listKeysAmong: new KeysetList<KeyRow>(db, SQL.listKeysAmong),
 
     getVersion: db.prepare<VersionRef, VersionRow>(SQL.getVersion),
     getWrappedMaterial: db.prepare<VersionRef, Buffer | null>(SQL.getWrappedMaterial).pluck(),
@@ -147,6 +181,23 @@ export function prepareStatements(db: Database.Database) {
     insertPrincipal: db.prepare<PrincipalRow>(SQL.insertPrincipal),
     getToken: db.prepare<ById, TokenRow>(SQL.getToken),
     insertToken: db.prepare<TokenRow>(SQL.insertToken),
+    listPrincipals: new KeysetList<PrincipalRow>(db, SQL.listPrincipals),
+    deletePrincipal: db.prepare<ById>(SQL.deletePrincipal),
+    listTokens: db.prepare<{ principal_id: string }, TokenRow>(SQL.listTokens),
+    deleteTokensOfPrincipal: db.prepare<{ principal_id: string }, string>(SQL.deleteTokensOfPrincipal).pluck(),
+    revokeToken: db.prepare<{ id: string; at: number }>(SQL.revokeToken),
+
+    listBindings: db.prepare<ScopeRef, BindingRow>(SQL.listBindings),
+    bindingsOfSubject: db.prepare<SubjectRef, BindingRow>(SQL.bindingsOfSubject),
+    insertBinding: db.prepare<BindingRow>(SQL.insertBinding),
+    deleteBinding: db.prepare<BindingRow>(SQL.deleteBinding),
+    deleteBindingsOfScope: db.prepare<ScopeRef>(SQL.deleteBindingsOfScope),
+    deleteBindingsOfSubject: db.prepare<SubjectRef>(SQL.deleteBindingsOfSubject),
+
+    getAuditHead: db.prepare<[], { seq: number; hash: string; mac: string }>(SQL.getAuditHead),
+    setAuditHead: db.prepare<{ seq: number; hash: string; mac: string }>(SQL.setAuditHead),
+    insertAudit: db.prepare<AuditRow>(SQL.insertAudit),
+    scanAudit: db.prepare<{ after: number; limit: number }, { seq: number; body: string; hash: string }>(SQL.scanAudit),
 
     getMeta: db.prepare<{ name: string }, string>(SQL.getMeta).pluck(),
     insertMetaIfAbsent: db.prepare<{ name: string; value: string }>(SQL.insertMetaIfAbsent),

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { cryptoRandom } from '../../adapters/random.js';
 import { openSqliteStore } from '../../adapters/store-sqlite/sqlite-store.js';
-import { DEV_MODE_PRINCIPAL, type Principal, type TokenRecord } from '../../domain/principal.js';
+import { ANONYMOUS_CALLER, DEV_MODE_CALLER, type Caller, type Principal, type TokenRecord } from '../../domain/principal.js';
 import { Code, isKmsError } from '../../errors/kms-error.js';
 import type { Store } from '../../ports/store.js';
-import { devModeAuthenticator, issueToken, tokenAuthenticator, type Authenticator } from './tokens.js';
+import { devModeAuthenticator, FailureLimiter, issueToken, tokenAuthenticator, type Authenticator } from './tokens.js';
 
 // Bearer tokens (DESIGN.md §6): a valid token names its principal; every way a token can be wrong
 // gets the same UNAUTHENTICATED answer, so a caller learns nothing about which ids exist; and
@@ -13,7 +13,9 @@ import { devModeAuthenticator, issueToken, tokenAuthenticator, type Authenticato
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR = 3_600_000;
-const alice: Principal = { id: 'ajealice', type: 'userAccount', name: 'alice', createdAt: T0, admin: false };
+const alice: Principal = { id: 'ajealice', type: 'userAccount', name: 'alice', createdAt: T0 };
+const asAlice: Caller = { kind: 'principal', principal: alice };
+const PEER = '192.0.2.1';
 const TOKEN_FAILURE = 'the token is invalid or expired';
 
 let store: Store;
@@ -40,7 +42,7 @@ async function issue(fields: Partial<TokenRecord> = {}, expiresAt?: number): Pro
 
 async function unauthenticated(authorization: string | undefined, message?: string): Promise<string> {
   let seen = '';
-  await assert.rejects(auth.authenticate(authorization), (e: unknown) => {
+  await assert.rejects(auth.authenticate(authorization, PEER), (e: unknown) => {
     assert.ok(isKmsError(e), `expected a KmsError, got ${String(e)}`);
     assert.equal(e.code, Code.Unauthenticated, e.message);
     if (message !== undefined) assert.equal(e.message, message);
@@ -90,19 +92,19 @@ describe('issueToken', () => {
 describe('tokenAuthenticator', () => {
   it('a valid token gives its principal', async () => {
     const { token } = await issue();
-    assert.deepEqual(await auth.authenticate(`Bearer ${token}`), alice);
+    assert.deepEqual(await auth.authenticate(`Bearer ${token}`, PEER), asAlice);
   });
 
   it('the scheme is case-insensitive and surrounding spaces are tolerated', async () => {
     const { token } = await issue();
-    assert.deepEqual(await auth.authenticate(`bearer ${token}`), alice);
-    assert.deepEqual(await auth.authenticate(`BEARER  ${token} `), alice);
+    assert.deepEqual(await auth.authenticate(`bearer ${token}`, PEER), asAlice);
+    assert.deepEqual(await auth.authenticate(`BEARER  ${token} `, PEER), asAlice);
   });
 
   it('a token works until its expiry and not from then on', async () => {
     const { token } = await issue({}, T0 + HOUR);
     now = T0 + HOUR - 1;
-    assert.deepEqual(await auth.authenticate(`Bearer ${token}`), alice);
+    assert.deepEqual(await auth.authenticate(`Bearer ${token}`, PEER), asAlice);
     now = T0 + HOUR;
     await unauthenticated(`Bearer ${token}`, TOKEN_FAILURE);
   });
@@ -141,9 +143,15 @@ describe('tokenAuthenticator', () => {
     }
   });
 
-  it('a missing header is UNAUTHENTICATED too', async () => {
-    await unauthenticated(undefined);
-    await unauthenticated('');
+  it('a missing header makes the caller anonymous (only system:allUsers bindings apply to it)', async () => {
+    assert.equal(await auth.authenticate(undefined, PEER), ANONYMOUS_CALLER);
+    assert.equal(await auth.authenticate('', PEER), ANONYMOUS_CALLER);
+  });
+
+  it('accepts the Api-Key scheme of the Yandex APIs for the same tokens', async () => {
+    const { token } = await issue();
+    assert.deepEqual(await auth.authenticate(`Api-Key ${token}`, PEER), asAlice);
+    assert.deepEqual(await auth.authenticate(`api-key ${token}`, PEER), asAlice);
   });
 
   it('a revoked token stays revoked even before its expiry', async () => {
@@ -155,9 +163,8 @@ describe('tokenAuthenticator', () => {
 
 describe('devModeAuthenticator', () => {
   it('treats every caller, with or without a token, as the development administrator', async () => {
-    const dev = devModeAuthenticator(DEV_MODE_PRINCIPAL);
-    for (const header of [undefined, '', 'Bearer whatever', 'Basic x']) assert.equal(await dev.authenticate(header), DEV_MODE_PRINCIPAL);
-    assert.equal(DEV_MODE_PRINCIPAL.admin, true);
+    const dev = devModeAuthenticator(DEV_MODE_CALLER);
+    for (const header of [undefined, '', 'Bearer whatever', 'Basic x']) assert.equal(await dev.authenticate(header, PEER), DEV_MODE_CALLER);
   });
 });
 
@@ -170,18 +177,44 @@ describe('tokenAuthenticator cache', () => {
       getPrincipal: (id: string) => (reads++, store.getPrincipal(id)),
     };
     const cached = tokenAuthenticator({ store: counting, clock: { now: () => now }, cache: { maxTokens: 10, ttlMs: 60_000 } });
-    for (let i = 0; i < 5; i++) assert.deepEqual(await cached.authenticate(`Bearer ${token}`), alice);
+    for (let i = 0; i < 5; i++) assert.deepEqual(await cached.authenticate(`Bearer ${token}`, PEER), asAlice);
     assert.equal(reads, 2, 'one token read and one principal read for five requests');
 
     const [prefix, id, secret] = token.split('.') as [string, string, string];
     const wrong = `${prefix}.${id}.${other(secret[0]!)}${secret.slice(1)}`;
-    await assert.rejects(cached.authenticate(`Bearer ${wrong}`), { code: Code.Unauthenticated });
+    await assert.rejects(cached.authenticate(`Bearer ${wrong}`, PEER), { code: Code.Unauthenticated });
 
     now = T0 + HOUR;
-    await assert.rejects(cached.authenticate(`Bearer ${token}`), { code: Code.Unauthenticated }, 'expiry is checked on cached tokens');
+    await assert.rejects(cached.authenticate(`Bearer ${token}`, PEER), { code: Code.Unauthenticated }, 'expiry is checked on cached tokens');
     now = T0;
     cached.forget(record.id);
-    await cached.authenticate(`Bearer ${token}`);
+    await cached.authenticate(`Bearer ${token}`, PEER);
     assert.equal(reads, 4, 'forget makes the next request read the store again');
+  });
+});
+
+describe('failed-authentication limit per peer', () => {
+  it('blocks a peer after too many bad tokens with RESOURCE_EXHAUSTED, without store reads, and lets other peers and cached good tokens through', async () => {
+    const { token } = await issue();
+    let reads = 0;
+    const counting = {
+      getToken: (id: string) => (reads++, store.getToken(id)),
+      getPrincipal: (id: string) => (reads++, store.getPrincipal(id)),
+    };
+    let t = T0;
+    const limiter = new FailureLimiter({ now: () => t }, 5, 60_000);
+    const limited = tokenAuthenticator({ store: counting, clock: { now: () => now }, limiter });
+    // A good token of this peer, verified before the attack, is cached.
+    assert.deepEqual(await limited.authenticate(`Bearer ${token}`, PEER), asAlice);
+    const guess = () => `Bearer ${issueToken(cryptoRandom, alice.id, T0).token}`;
+    for (let i = 0; i < 5; i++) await assert.rejects(limited.authenticate(guess(), PEER), { code: Code.Unauthenticated });
+    const readsBefore = reads;
+    for (let i = 0; i < 50; i++) await assert.rejects(limited.authenticate(guess(), PEER), { code: Code.ResourceExhausted });
+    assert.equal(reads, readsBefore, 'a blocked peer costs no store reads');
+    await assert.rejects(limited.authenticate('Bearer garbage', PEER), { code: Code.ResourceExhausted });
+    assert.deepEqual(await limited.authenticate(`Bearer ${token}`, PEER), asAlice, 'a cached good token of the blocked peer still works');
+    await assert.rejects(limited.authenticate(guess(), '192.0.2.2'), { code: Code.Unauthenticated }, 'another peer is not blocked');
+    t += 60_000;
+    await assert.rejects(limited.authenticate(guess(), PEER), { code: Code.Unauthenticated }, 'the block ends with its window');
   });
 });

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { ERR } from '../../errors/kms-error.js';
 import { newId } from '../../domain/ids.js';
-import type { Principal, TokenRecord } from '../../domain/principal.js';
+import { ANONYMOUS_CALLER, type Caller, type Principal, type TokenRecord } from '../../domain/principal.js';
 import type { Clock } from '../../ports/clock.js';
 import type { Random } from '../../ports/random.js';
 import type { PrincipalStore } from '../../ports/store.js';
@@ -22,9 +22,16 @@ export function issueToken(random: Random, principalId: string, now: number, exp
 }
 
 export interface Authenticator {
-  /** Resolves the Authorization header (or gRPC metadata) to a principal, or throws UNAUTHENTICATED. */
-  authenticate(authorization: string | undefined): Promise<Principal>;
+  /**
+   * Resolves the Authorization header (or gRPC metadata) to the caller: a principal for a valid
+   * token, anonymous without the header (only system:allUsers bindings then apply). A header that
+   * is present but invalid is UNAUTHENTICATED; too many of those from one peer, RESOURCE_EXHAUSTED.
+   */
+  authenticate(authorization: string | undefined, peer: string): Promise<Caller>;
 }
+
+/** `Bearer <token>` (IAM tokens, what the SDK sends) and `Api-Key <token>` (the Yandex API-key scheme). */
+const SCHEME = /^(?:Bearer|Api-Key)[ ]+(\S+)$/i;
 
 export interface TokenCacheOptions {
   readonly maxTokens: number;
@@ -46,7 +53,8 @@ export function tokenAuthenticator(d: {
   store: Pick<PrincipalStore, 'getToken' | 'getPrincipal'>;
   clock: Clock;
   cache?: TokenCacheOptions;
-}): Authenticator & { forget(tokenId: string): void } {
+  limiter?: FailureLimiter;
+}): Authenticator & { forget(tokenId: string): void; forgetAll(): void } {
   const opts = d.cache ?? { maxTokens: 10_000, ttlMs: 5_000 };
   const credentials = new LRUCache<string, Credential>({ max: opts.maxTokens, ttl: opts.ttlMs });
 
@@ -61,31 +69,80 @@ export function tokenAuthenticator(d: {
     return found;
   }
 
+  function fail(peer: string, blocked: boolean): never {
+    if (blocked) throw ERR.resourceExhausted('too many failed authentication attempts from this address; retry later');
+    d.limiter?.failed(peer);
+    throw ERR.unauthenticated('the token is invalid or expired');
+  }
+
   return {
-    async authenticate(authorization) {
-      if (authorization === undefined || authorization === '') throw ERR.unauthenticated('missing Authorization: Bearer token');
-      const m = /^Bearer[ ]+(\S+)$/i.exec(authorization.trim());
+    async authenticate(authorization, peer) {
+      if (authorization === undefined || authorization === '') return ANONYMOUS_CALLER;
+      const blocked = d.limiter?.blocked(peer) ?? false;
+      const m = SCHEME.exec(authorization.trim());
       const parts = m ? TOKEN_PATTERN.exec(m[1]!) : null;
-      if (!parts) throw ERR.unauthenticated('the token is invalid or expired');
-      const found = await lookup(parts[1]!);
+      if (!parts) return fail(peer, blocked);
+      // A peer that failed too often is served only from tokens already verified and cached, so
+      // guessing costs it no store reads and others are not slowed down.
+      const found = blocked ? credentials.get(parts[1]!) : await lookup(parts[1]!);
       const presented = hashSecret(parts[2]!);
       // Compare even when the record is missing, so timing does not tell which ids exist.
       const stored = found?.record.secretHash ?? Buffer.alloc(presented.length);
       const matches = stored.length === presented.length && timingSafeEqual(stored, presented);
       const record = found?.record;
       if (!found || !matches || record!.revokedAt !== undefined || (record!.expiresAt !== undefined && d.clock.now() >= record!.expiresAt)) {
-        throw ERR.unauthenticated('the token is invalid or expired');
+        return fail(peer, blocked);
       }
-      return found.principal;
+      return { kind: 'principal', principal: found.principal };
     },
     /** Drops a token from the cache at once (revocation, principal deletion). */
     forget(tokenId) {
       credentials.delete(tokenId);
     },
+    /** Drops every cached token (a principal was deleted, or another node says something changed). */
+    forgetAll() {
+      credentials.clear();
+    },
   };
 }
 
 /** --auth none: everyone is the development administrator. */
-export function devModeAuthenticator(principal: Principal): Authenticator {
-  return { authenticate: async () => principal };
+export function devModeAuthenticator(caller: Caller): Authenticator {
+  return { authenticate: async () => caller };
+}
+
+/**
+ * Counts failed authentications per peer address in a fixed window; a peer over the limit is
+ * blocked until its window ends. Bounded memory: the least recently seen peers are dropped first.
+ */
+export class FailureLimiter {
+  private readonly windows: LRUCache<string, { start: number; failures: number }>;
+
+  constructor(
+    private readonly clock: Clock,
+    readonly maxFailures = 20,
+    readonly windowMs = 60_000,
+    maxPeers = 100_000,
+  ) {
+    this.windows = new LRUCache({ max: maxPeers });
+  }
+
+  private current(peer: string): { start: number; failures: number } | undefined {
+    const w = this.windows.get(peer);
+    if (w && this.clock.now() - w.start >= this.windowMs) {
+      this.windows.delete(peer);
+      return undefined;
+    }
+    return w;
+  }
+
+  blocked(peer: string): boolean {
+    return (this.current(peer)?.failures ?? 0) >= this.maxFailures;
+  }
+
+  failed(peer: string): void {
+    const w = this.current(peer);
+    if (w) w.failures++;
+    else this.windows.set(peer, { start: this.clock.now(), failures: 1 });
+  }
 }

@@ -7,11 +7,12 @@ import { softwareRootKey } from '../../adapters/rootkey/software-root-key.js';
 import { openSqliteStore } from '../../adapters/store-sqlite/sqlite-store.js';
 import { SecretBytes } from '../../crypto/secret-bytes.js';
 import { DAY_MS, type SymmetricAlgorithm } from '../../domain/key.js';
-import type { Principal } from '../../domain/principal.js';
+import type { Caller, Principal } from '../../domain/principal.js';
+import { GLOBAL_SCOPE } from '../../domain/access.js';
 import { Code, INVALID_CIPHERTEXT_MESSAGE, isKmsError } from '../../errors/kms-error.js';
 import type { RootKeyProvider } from '../../ports/root-key.js';
 import type { Store } from '../../ports/store.js';
-import { adminAuthorizer } from '../access/authorizer.js';
+import { bindingAuthorizer } from '../access/authorizer.js';
 import type { CallContext } from '../context.js';
 import { KeyCache } from '../keys/key-cache.js';
 import { keyService, type KeyService } from '../keys/key-service.js';
@@ -21,10 +22,10 @@ import { cryptoService, type CryptoService } from './crypto-service.js';
 // the store nor the root key, and nothing a client gets back or sent in is wiped under it.
 
 const T0 = Date.UTC(2026, 0, 1);
-const admin: Principal = { id: 'ajeadmin', type: 'userAccount', name: 'admin', createdAt: T0, admin: true };
-const user: Principal = { id: 'ajeuser', type: 'userAccount', name: 'user', createdAt: T0, admin: false };
-const ctx: CallContext = { principal: admin, requestId: 'req' };
-const asUser: CallContext = { principal: user, requestId: 'req-user' };
+const admin: Principal = { id: 'ajeadmin', type: 'userAccount', name: 'admin', createdAt: T0 };
+const user: Principal = { id: 'ajeuser', type: 'userAccount', name: 'user', createdAt: T0 };
+const ctx: CallContext = { caller: { kind: 'principal', principal: admin }, requestId: 'req' };
+const asUser: CallContext = { caller: { kind: 'principal', principal: user }, requestId: 'req-user' };
 const NO_AAD: Buffer = Buffer.alloc(0);
 
 /** Counts every call to any method of the store. */
@@ -47,8 +48,9 @@ let unwraps: number;
 let keys: KeyService;
 let crypto: CryptoService;
 
-beforeEach(() => {
+beforeEach(async () => {
   raw = openSqliteStore(':memory:');
+  await raw.changeBindings({ scope: GLOBAL_SCOPE, deltas: [{ action: 'ADD', binding: { roleId: 'kms.admin', subject: { type: 'userAccount', id: admin.id } } }] });
   storeCalls = new Map();
   unwraps = 0;
   const store = counted(raw, storeCalls);
@@ -63,8 +65,9 @@ beforeEach(() => {
   };
   const cache = new KeyCache(store, rootKey, { maxKeys: 100, ttlMs: 60_000 });
   const clock = { now: () => T0 };
-  keys = keyService({ store, rootKey, cache, authorizer: adminAuthorizer, clock, random: cryptoRandom, hsmConfigured: false });
-  crypto = cryptoService({ cache, authorizer: adminAuthorizer, random: cryptoRandom });
+  const authorizer = bindingAuthorizer(store);
+  keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, hsmConfigured: false });
+  crypto = cryptoService({ cache, authorizer, random: cryptoRandom });
 });
 
 afterEach(async () => {

@@ -2,7 +2,8 @@ import { ERR } from '../../errors/kms-error.js';
 import { assertKeyUsable, assertVersionUsable, DATA_KEY_LENGTH, type SymmetricAlgorithm, type SymmetricKey } from '../../domain/key.js';
 import { openV1, parseCiphertextV1, sealV1 } from '../../crypto/ciphertext-v1.js';
 import type { Random } from '../../ports/random.js';
-import type { Authorizer, Permission } from '../access/authorizer.js';
+import { missingKey, type Authorizer, type Permission } from '../access/authorizer.js';
+import { note } from '../audit/trail.js';
 import type { CallContext } from '../context.js';
 import type { KeyCache, UsableVersion } from '../keys/key-cache.js';
 
@@ -68,8 +69,8 @@ export interface CryptoServiceDeps {
 export function cryptoService(d: CryptoServiceDeps) {
   async function usableKey(ctx: CallContext, keyId: string, permission: Permission): Promise<SymmetricKey> {
     const key = await d.cache.getKey(keyId);
-    if (!key || key.deletedAt !== undefined) throw ERR.keyNotFound(keyId);
-    d.authorizer.authorize(ctx.principal, permission, { folderId: key.folderId, keyId });
+    if (!key || key.deletedAt !== undefined) return missingKey(d.authorizer, ctx.caller, permission, keyId, () => ERR.keyNotFound(keyId));
+    await d.authorizer.authorize(ctx.caller, permission, { folderId: key.folderId, keyId });
     assertKeyUsable(key);
     return key;
   }
@@ -100,23 +101,33 @@ export function cryptoService(d: CryptoServiceDeps) {
 
   return {
     async encrypt(ctx: CallContext, input: EncryptInput): Promise<EncryptOutput> {
+      note(ctx, { keyId: input.keyId, versionId: input.versionId });
       const key = await usableKey(ctx, input.keyId, 'kms.keys.encrypt');
+      note(ctx, { folderId: key.folderId });
       const usable = await encryptingVersion(key, input.versionId);
+      note(ctx, { versionId: usable.version.id });
       return { keyId: key.id, versionId: usable.version.id, ciphertext: seal(key, usable, input.plaintext, input.aadContext) };
     },
 
     async decrypt(ctx: CallContext, input: DecryptInput): Promise<DecryptOutput> {
+      note(ctx, { keyId: input.keyId });
       const key = await usableKey(ctx, input.keyId, 'kms.keys.decrypt');
+      note(ctx, { folderId: key.folderId });
       const { versionId, plaintext } = await open(key, input.ciphertext, input.aadContext);
+      note(ctx, { versionId });
       return { keyId: key.id, versionId, plaintext };
     },
 
     async reEncrypt(ctx: CallContext, input: ReEncryptInput): Promise<ReEncryptOutput> {
+      // The record names the target key; the source key is its other resource.
+      note(ctx, { keyId: input.keyId, resourceId: input.sourceKeyId });
       const source = await usableKey(ctx, input.sourceKeyId, 'kms.keys.decrypt');
       const target = await usableKey(ctx, input.keyId, 'kms.keys.encrypt');
+      note(ctx, { folderId: target.folderId });
       const { versionId: sourceVersionId, plaintext } = await open(source, input.ciphertext, input.sourceAadContext);
       try {
         const usable = await encryptingVersion(target, input.versionId);
+        note(ctx, { versionId: usable.version.id });
         return {
           keyId: target.id,
           versionId: usable.version.id,
@@ -130,8 +141,11 @@ export function cryptoService(d: CryptoServiceDeps) {
     },
 
     async generateDataKey(ctx: CallContext, input: GenerateDataKeyInput): Promise<GenerateDataKeyOutput> {
+      note(ctx, { keyId: input.keyId });
       const key = await usableKey(ctx, input.keyId, 'kms.keys.encrypt');
+      note(ctx, { folderId: key.folderId });
       const usable = await encryptingVersion(key, input.versionId);
+      note(ctx, { versionId: usable.version.id });
       const dataKey = d.random.bytes(DATA_KEY_LENGTH[input.dataKeySpec ?? 'AES_256']);
       const dataKeyCiphertext = seal(key, usable, dataKey, input.aadContext);
       if (input.skipPlaintext) {

@@ -7,11 +7,12 @@ import { openSqliteStore } from '../../adapters/store-sqlite/sqlite-store.js';
 import { SecretBytes } from '../../crypto/secret-bytes.js';
 import { DAY_MS, DELETION_GRACE_MS, type KeyVersion } from '../../domain/key.js';
 import type { Operation } from '../../domain/operation.js';
-import type { Principal } from '../../domain/principal.js';
+import type { Caller, Principal } from '../../domain/principal.js';
+import { GLOBAL_SCOPE } from '../../domain/access.js';
 import { Code, isKmsError, KmsError } from '../../errors/kms-error.js';
 import type { Clock } from '../../ports/clock.js';
 import type { KeyChange, Store } from '../../ports/store.js';
-import { adminAuthorizer } from '../access/authorizer.js';
+import { bindingAuthorizer } from '../access/authorizer.js';
 import type { CallContext } from '../context.js';
 import { KeyCache } from './key-cache.js';
 import { keyService, SCHEDULER_SUBJECT, type CreateKeyInput, type KeyService, type UpdateKeyInput } from './key-service.js';
@@ -22,11 +23,11 @@ import { keyService, SCHEDULER_SUBJECT, type CreateKeyInput, type KeyService, ty
 const T0 = Date.UTC(2026, 0, 1);
 const FOLDER = 'b1gfolder';
 
-const admin: Principal = { id: 'ajeadmin', type: 'userAccount', name: 'admin', createdAt: T0, admin: true };
-const user: Principal = { id: 'ajeuser', type: 'userAccount', name: 'user', createdAt: T0, admin: false };
-const asAdmin: CallContext = { principal: admin, requestId: 'req-admin' };
-const asUser: CallContext = { principal: user, requestId: 'req-user' };
-const withIdempotencyKey = (key: string, principal = admin): CallContext => ({ principal, requestId: `req-${key}`, idempotencyKey: key });
+const admin: Principal = { id: 'ajeadmin', type: 'userAccount', name: 'admin', createdAt: T0 };
+const user: Principal = { id: 'ajeuser', type: 'userAccount', name: 'user', createdAt: T0 };
+const asAdmin: CallContext = { caller: { kind: 'principal', principal: admin }, requestId: 'req-admin' };
+const asUser: CallContext = { caller: { kind: 'principal', principal: user }, requestId: 'req-user' };
+const withIdempotencyKey = (key: string, principal = admin): CallContext => ({ caller: { kind: 'principal', principal } as Caller, requestId: `req-${key}`, idempotencyKey: key });
 
 const keyInput = (fields: Partial<CreateKeyInput> = {}): CreateKeyInput => ({
   folderId: FOLDER,
@@ -80,8 +81,9 @@ let invalidated: string[];
 let keys: KeyService;
 let hsmKeys: KeyService;
 
-beforeEach(() => {
+beforeEach(async () => {
   raw = openSqliteStore(':memory:');
+  await raw.changeBindings({ scope: GLOBAL_SCOPE, deltas: [{ action: 'ADD', binding: { roleId: 'kms.admin', subject: { type: 'userAccount', id: admin.id } } }] });
   hooks = {};
   commits = [];
   store = instrumented(raw, hooks, commits);
@@ -95,7 +97,7 @@ beforeEach(() => {
       realCache.invalidate(id);
     },
   };
-  const deps = { store, rootKey, cache, authorizer: adminAuthorizer, clock, random: cryptoRandom };
+  const deps = { store, rootKey, cache, authorizer: bindingAuthorizer(raw), clock, random: cryptoRandom };
   keys = keyService({ ...deps, hsmConfigured: false });
   hsmKeys = keyService({ ...deps, hsmConfigured: true });
 });
@@ -248,6 +250,7 @@ describe('Idempotency-Key', () => {
   it('is scoped per principal and per key string', async () => {
     const { keyId } = await createKey();
     const other: Principal = { ...admin, id: 'ajeadmin2' };
+    await raw.changeBindings({ scope: GLOBAL_SCOPE, deltas: [{ action: 'ADD', binding: { roleId: 'kms.admin', subject: { type: 'userAccount', id: other.id } } }] });
     const a = await keys.rotate(withIdempotencyKey('same'), keyId);
     const b = await keys.rotate(withIdempotencyKey('same', other), keyId);
     const c = await keys.rotate(withIdempotencyKey('different'), keyId);

@@ -26,7 +26,10 @@ import type { Clock } from '../../ports/clock.js';
 import type { Random } from '../../ports/random.js';
 import type { RootKeyProvider } from '../../ports/root-key.js';
 import type { KeyChange, NewVersion, Store } from '../../ports/store.js';
-import type { Authorizer } from '../access/authorizer.js';
+import { missingKey, type Authorizer, type Permission } from '../access/authorizer.js';
+import { callerId } from '../../domain/principal.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import { note } from '../audit/trail.js';
 import type { CallContext } from '../context.js';
 import type { KeyCache } from './key-cache.js';
 
@@ -82,6 +85,8 @@ export interface KeyServiceDeps {
   readonly clock: Clock;
   readonly random: Random;
   readonly hsmConfigured: boolean;
+  /** Records each mutation in the same transaction as its change; absent in unit tests of other concerns. */
+  readonly audit?: Pick<AuditLog, 'forCommit' | 'committed' | 'systemCommit'>;
 }
 
 const MAX_COMMIT_ATTEMPTS = 5;
@@ -100,6 +105,8 @@ interface Plan {
   readonly response: OperationResponse;
   /** createdBy of the operation when no caller made it (background work, seeding). */
   readonly systemSubject?: string;
+  /** The audit event of a change no caller made. */
+  readonly auditEvent?: string;
 }
 
 export function keyService(d: KeyServiceDeps) {
@@ -108,6 +115,16 @@ export function keyService(d: KeyServiceDeps) {
   async function liveKey(keyId: string): Promise<SymmetricKey> {
     const key = await d.store.getKey(keyId);
     if (!key || key.deletedAt !== undefined) throw ERR.keyNotFound(keyId);
+    return key;
+  }
+
+  /** The key if it is live and the caller holds `permission` on it; a missing key does not show to callers without access. */
+  async function visibleKey(ctx: CallContext, keyId: string, permission: Permission): Promise<SymmetricKey> {
+    note(ctx, { keyId });
+    const key = await d.store.getKey(keyId);
+    if (!key || key.deletedAt !== undefined) return missingKey(d.authorizer, ctx.caller, permission, keyId, () => ERR.keyNotFound(keyId));
+    note(ctx, { folderId: key.folderId });
+    await d.authorizer.authorize(ctx.caller, permission, { folderId: key.folderId, keyId });
     return key;
   }
 
@@ -153,7 +170,7 @@ export function keyService(d: KeyServiceDeps) {
       id: newId(d.random),
       description: plan.description,
       createdAt: now,
-      createdBy: ctx?.principal.id ?? plan.systemSubject ?? SCHEDULER_SUBJECT,
+      createdBy: ctx ? callerId(ctx.caller) : (plan.systemSubject ?? SCHEDULER_SUBJECT),
       modifiedAt: now,
       done: true,
       metadata: plan.metadata,
@@ -169,7 +186,7 @@ export function keyService(d: KeyServiceDeps) {
    */
   async function replayed(ctx: CallContext | undefined, expect?: { type: OperationMetadata['type']; resourceId?: string }): Promise<Operation | undefined> {
     if (ctx?.idempotencyKey === undefined) return undefined;
-    const op = await d.store.findOperationByIdempotencyKey(ctx.principal.id, ctx.idempotencyKey);
+    const op = await d.store.findOperationByIdempotencyKey(callerId(ctx.caller), ctx.idempotencyKey);
     if (op && expect && (op.metadata.type !== expect.type || (expect.resourceId !== undefined && op.resourceId !== expect.resourceId))) {
       throw ERR.invalidArgument('Idempotency-Key was already used for a different request');
     }
@@ -179,8 +196,10 @@ export function keyService(d: KeyServiceDeps) {
   /** Commits a planned change with its Operation, invalidates the cache, and returns the Operation. */
   async function commit(ctx: CallContext | undefined, resourceId: string, now: number, expectRevision: number | undefined, plan: Plan): Promise<Operation> {
     const op = operation(ctx, resourceId, now, plan);
+    const audit = ctx ? d.audit?.forCommit(ctx) : d.audit?.systemCommit(plan.auditEvent ?? 'kmsd.background', { keyId: resourceId, folderId: plan.change.key.folderId });
     try {
-      await d.store.commitKeyChange({ ...plan.change, ...(expectRevision === undefined ? {} : { expectRevision }), operation: op });
+      await d.store.commitKeyChange({ ...plan.change, ...(expectRevision === undefined ? {} : { expectRevision }), operation: op, ...(audit ? { audit } : {}) });
+      d.audit?.committed(ctx);
     } catch (e) {
       // Two retries of one request with the same Idempotency-Key raced: the first one won.
       // A new key's id is fresh per request, so only mutations of existing keys compare it.
@@ -198,12 +217,14 @@ export function keyService(d: KeyServiceDeps) {
     ctx: CallContext | undefined,
     keyId: string,
     type: OperationMetadata['type'],
+    permission: Permission,
     plan: (key: SymmetricKey, now: number) => Promise<Plan>,
   ): Promise<Operation> {
+    note(ctx, { keyId });
     const earlier = await replayed(ctx, { type, resourceId: keyId });
     if (earlier) return earlier;
     for (let attempt = 1; ; attempt++) {
-      const key = await liveKey(keyId);
+      const key = ctx ? await visibleKey(ctx, keyId, permission) : await liveKey(keyId);
       const now = d.clock.now();
       try {
         return await commit(ctx, keyId, now, key.revision, await plan(key, now));
@@ -231,6 +252,7 @@ export function keyService(d: KeyServiceDeps) {
     assertRotationPeriod(input.rotationPeriodMs);
     const now = d.clock.now();
     const keyId = fixed.id ?? newId(d.random);
+    note(ctx, { keyId });
     const versions: NewVersion[] = [];
     for (const seed of fixed.versions ?? [{}]) versions.push(await newVersion({ id: keyId }, now, seed, input.defaultAlgorithm));
     const primary = versions.find((v) => v.version.id === fixed.primaryVersionId) ?? versions[0]!;
@@ -253,33 +275,37 @@ export function keyService(d: KeyServiceDeps) {
       description: 'create symmetric key',
       metadata: { type: 'CreateSymmetricKeyMetadata', keyId, primaryVersionId: primary.version.id },
       response: { type: 'SymmetricKey', view: { key, primaryVersion: primary.version } },
-      ...(ctx ? {} : { systemSubject: SEED_SUBJECT }),
+      ...(ctx ? {} : { systemSubject: SEED_SUBJECT, auditEvent: 'kmsd.SeedSymmetricKey' }),
     });
   }
 
   return {
     async create(ctx: CallContext, input: CreateKeyInput): Promise<Operation> {
-      d.authorizer.authorize(ctx.principal, 'kms.keys.create', { folderId: input.folderId });
+      note(ctx, { folderId: input.folderId });
+      await d.authorizer.authorize(ctx.caller, 'kms.keys.create', { folderId: input.folderId });
       const earlier = await replayed(ctx, { type: 'CreateSymmetricKeyMetadata' });
       if (earlier) return earlier;
       return createKey(ctx, input);
     },
 
     async get(ctx: CallContext, keyId: string): Promise<KeyView> {
-      const key = await liveKey(keyId);
-      d.authorizer.authorize(ctx.principal, 'kms.keys.get', { folderId: key.folderId, keyId });
-      return view(key);
+      return view(await visibleKey(ctx, keyId, 'kms.keys.get'));
     },
 
     async list(ctx: CallContext, folderId: string, pageSize: number, pageToken: string): Promise<Page<KeyView>> {
-      d.authorizer.authorize(ctx.principal, 'kms.keys.list', { folderId });
-      const page = await d.store.listKeys(folderId, { pageSize: effectivePageSize(pageSize), pageToken });
+      note(ctx, { folderId });
+      let only: ReadonlySet<string> | undefined;
+      if (!(await d.authorizer.allows(ctx.caller, 'kms.keys.list', { folderId }))) {
+        // Without a folder-wide grant a caller sees the keys it holds a role on, and nothing else.
+        only = await d.authorizer.keysGranted(ctx.caller, 'kms.keys.get');
+        if (only.size === 0) await d.authorizer.authorize(ctx.caller, 'kms.keys.list', { folderId });
+      }
+      const page = await d.store.listKeys(folderId, { pageSize: effectivePageSize(pageSize), pageToken }, only);
       return { items: await Promise.all(page.items.map(view)), nextPageToken: page.nextPageToken };
     },
 
     async listVersions(ctx: CallContext, keyId: string, pageSize: number, pageToken: string): Promise<Page<{ version: KeyVersion; primary: boolean }>> {
-      const key = await liveKey(keyId);
-      d.authorizer.authorize(ctx.principal, 'kms.keys.get', { folderId: key.folderId, keyId });
+      const key = await visibleKey(ctx, keyId, 'kms.keys.get');
       const page = await d.store.listVersions(keyId, { pageSize: effectivePageSize(pageSize), pageToken });
       return {
         items: page.items.map((version) => ({ version, primary: version.id === key.primaryVersionId })),
@@ -288,15 +314,13 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     async listOperations(ctx: CallContext, keyId: string, pageSize: number, pageToken: string): Promise<Page<Operation>> {
-      const key = await liveKey(keyId);
-      d.authorizer.authorize(ctx.principal, 'kms.keys.get', { folderId: key.folderId, keyId });
+      await visibleKey(ctx, keyId, 'kms.keys.get');
       return d.store.listOperations(keyId, { pageSize: effectivePageSize(pageSize), pageToken });
     },
 
     async update(ctx: CallContext, input: UpdateKeyInput): Promise<Operation> {
       if (input.fields.size === 0) throw ERR.field('update_mask', 'required');
-      return mutate(ctx, input.keyId, 'UpdateSymmetricKeyMetadata', async (key) => {
-        d.authorizer.authorize(ctx.principal, 'kms.keys.update', { folderId: key.folderId, keyId: key.id });
+      return mutate(ctx, input.keyId, 'UpdateSymmetricKeyMetadata', 'kms.keys.update', async (key) => {
         const patch: { -readonly [K in keyof SymmetricKey]?: SymmetricKey[K] } = {};
         let rotationPeriodCleared = false;
         for (const field of input.fields) {
@@ -311,7 +335,7 @@ export function keyService(d: KeyServiceDeps) {
               patch.labels = { ...input.labels };
               break;
             case 'status':
-              d.authorizer.authorize(ctx.principal, 'kms.keys.updateStatus', { folderId: key.folderId, keyId: key.id });
+              await d.authorizer.authorize(ctx.caller, 'kms.keys.updateStatus', { folderId: key.folderId, keyId: key.id });
               patch.status = settableStatus(input.status);
               break;
             case 'default_algorithm':
@@ -345,8 +369,7 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     delete(ctx: CallContext, keyId: string): Promise<Operation> {
-      return mutate(ctx, keyId, 'DeleteSymmetricKeyMetadata', async (key, now) => {
-        d.authorizer.authorize(ctx.principal, 'kms.keys.delete', { folderId: key.folderId, keyId });
+      return mutate(ctx, keyId, 'DeleteSymmetricKeyMetadata', 'kms.keys.delete', async (key, now) => {
         if (key.deletionProtection) throw ERR.failedPrecondition(`key ${keyId} has deletion protection; clear it with Update first`);
         return {
           change: { key: bump(key, { deletedAt: now }) },
@@ -358,8 +381,8 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     setPrimaryVersion(ctx: CallContext, keyId: string, versionId: string): Promise<Operation> {
-      return mutate(ctx, keyId, 'SetPrimarySymmetricKeyVersionMetadata', async (key) => {
-        d.authorizer.authorize(ctx.principal, 'kms.keys.setPrimaryVersion', { folderId: key.folderId, keyId });
+      note(ctx, { versionId });
+      return mutate(ctx, keyId, 'SetPrimarySymmetricKeyVersionMetadata', 'kms.keys.setPrimaryVersion', async (key) => {
         const version = await versionOf(key, versionId);
         assertCanBecomePrimary(version);
         const next = bump(key, { primaryVersionId: versionId });
@@ -373,9 +396,9 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     async scheduleVersionDestruction(ctx: CallContext, keyId: string, versionId: string, pendingPeriodMs: number | undefined): Promise<Operation> {
+      note(ctx, { versionId });
       const pending = pendingPeriodOrDefault(pendingPeriodMs);
-      return mutate(ctx, keyId, 'ScheduleSymmetricKeyVersionDestructionMetadata', async (key, now) => {
-        d.authorizer.authorize(ctx.principal, 'kms.keys.scheduleVersionDestruction', { folderId: key.folderId, keyId });
+      return mutate(ctx, keyId, 'ScheduleSymmetricKeyVersionDestructionMetadata', 'kms.keys.scheduleVersionDestruction', async (key, now) => {
         const scheduled = scheduleDestruction(key, await versionOf(key, versionId), now, pending);
         return {
           change: { key: bump(key, {}), updateVersions: [scheduled] },
@@ -387,8 +410,8 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     cancelVersionDestruction(ctx: CallContext, keyId: string, versionId: string): Promise<Operation> {
-      return mutate(ctx, keyId, 'CancelSymmetricKeyVersionDestructionMetadata', async (key, now) => {
-        d.authorizer.authorize(ctx.principal, 'kms.keys.cancelVersionDestruction', { folderId: key.folderId, keyId });
+      note(ctx, { versionId });
+      return mutate(ctx, keyId, 'CancelSymmetricKeyVersionDestructionMetadata', 'kms.keys.cancelVersionDestruction', async (key, now) => {
         const restored = cancelDestruction(await versionOf(key, versionId), now);
         return {
           change: { key: bump(key, {}), updateVersions: [restored] },
@@ -400,8 +423,7 @@ export function keyService(d: KeyServiceDeps) {
     },
 
     rotate(ctx: CallContext, keyId: string): Promise<Operation> {
-      return mutate(ctx, keyId, 'RotateSymmetricKeyMetadata', async (key, now) => {
-        d.authorizer.authorize(ctx.principal, 'kms.keys.rotate', { folderId: key.folderId, keyId });
+      return mutate(ctx, keyId, 'RotateSymmetricKeyMetadata', 'kms.keys.rotate', async (key, now) => {
         return rotatePlan(key, now);
       });
     },
@@ -424,9 +446,9 @@ export function keyService(d: KeyServiceDeps) {
       for (const due of await d.store.findKeysDueForRotation(now, limit)) {
         try {
           // Re-checked inside the plan: a manual rotation may have committed since the query.
-          await mutate(undefined, due.id, 'RotateSymmetricKeyMetadata', async (key, at) => {
+          await mutate(undefined, due.id, 'RotateSymmetricKeyMetadata', 'kms.keys.rotate', async (key, at) => {
             if (!isRotationDue(key, at)) throw new NotDue();
-            return rotatePlan(key, at);
+            return { ...(await rotatePlan(key, at)), auditEvent: 'yandex.cloud.audit.kms.RotateSymmetricKey' };
           });
           rotated++;
         } catch (e) {
@@ -438,7 +460,8 @@ export function keyService(d: KeyServiceDeps) {
           const key = await liveKey(due.keyId);
           const current = await versionOf(key, due.id);
           if (current.status !== 'SCHEDULED_FOR_DESTRUCTION' || (current.destroyAt ?? Infinity) > now) continue;
-          await d.store.commitKeyChange({ key: bump(key, {}), expectRevision: key.revision, updateVersions: [destroy(current)] });
+          const audit = d.audit?.systemCommit('kmsd.DestroySymmetricKeyVersion', { keyId: key.id, folderId: key.folderId, versionId: current.id });
+          await d.store.commitKeyChange({ key: bump(key, {}), expectRevision: key.revision, updateVersions: [destroy(current)], ...(audit ? { audit } : {}) });
           d.cache.invalidate(key.id);
           destroyed++;
         } catch (e) {

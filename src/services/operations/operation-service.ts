@@ -1,7 +1,8 @@
 import { ERR } from '../../errors/kms-error.js';
 import type { Operation } from '../../domain/operation.js';
 import type { KeyStore, OperationStore } from '../../ports/store.js';
-import type { Authorizer } from '../access/authorizer.js';
+import { missingKey, type Authorizer } from '../access/authorizer.js';
+import { note } from '../audit/trail.js';
 import type { CallContext } from '../context.js';
 
 // OperationService (SPEC.md §3.1). kmsd finishes every operation inside the call that starts it,
@@ -14,10 +15,14 @@ export interface OperationServiceDeps {
 
 export function operationService(d: OperationServiceDeps) {
   async function get(ctx: CallContext, operationId: string): Promise<Operation> {
+    note(ctx, { resourceId: operationId });
     const op = await d.store.getOperation(operationId);
-    if (!op) throw ERR.operationNotFound(operationId);
+    // Reading an operation needs what reading its key needs; an unknown id reveals nothing more.
+    if (!op) return missingKey(d.authorizer, ctx.caller, 'kms.keys.get', operationId, () => ERR.operationNotFound(operationId));
+    note(ctx, { keyId: op.resourceId });
     const key = await d.store.getKey(op.resourceId);
-    d.authorizer.authorize(ctx.principal, 'kms.operations.get', { keyId: op.resourceId, ...(key ? { folderId: key.folderId } : {}) });
+    if (key) note(ctx, { folderId: key.folderId });
+    await d.authorizer.authorize(ctx.caller, 'kms.keys.get', { keyId: op.resourceId, ...(key ? { folderId: key.folderId } : {}) });
     return op;
   }
   return {

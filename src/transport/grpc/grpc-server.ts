@@ -6,8 +6,7 @@ import { HealthImplementation } from 'grpc-health-check';
 import { fromBinary, toBinary, type DescMessage, type Message } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { ERR } from '../../errors/kms-error.js';
-import type { Authenticator } from '../../services/auth/tokens.js';
-import type { CallContext } from '../../services/context.js';
+import type { CallRunner } from '../shared/call-runner.js';
 import type { ApiMethod } from '../shared/api-methods.js';
 import { publicError } from '../shared/status.js';
 import { idempotencyKeyFrom, requestIdFrom } from '../shared/request-metadata.js';
@@ -25,11 +24,12 @@ const REFLECTED_FILES = [
   'yandex/cloud/kms/v1/symmetric_key_service.proto',
   'yandex/cloud/kms/v1/symmetric_crypto_service.proto',
   'yandex/cloud/operation/operation_service.proto',
+  'yandex/cloud/access/access.proto',
 ];
 
 export interface GrpcServerDeps {
   readonly methods: readonly ApiMethod[];
-  readonly authenticator: Authenticator;
+  readonly calls: CallRunner;
   readonly logger: Logger;
   readonly tls: { readonly cert: Buffer; readonly key: Buffer };
   readonly maxMessageBytes?: number;
@@ -44,6 +44,12 @@ const firstString = (md: grpc.Metadata, name: string): string | undefined => {
   const v = md.get(name)[0];
   return typeof v === 'string' ? v : undefined;
 };
+
+/** grpc-js names peers `ipv4:127.0.0.1:5000` or `ipv6:[::1]:5000`; the audit log and the rate limit want the address. */
+export function peerAddress(peer: string): string {
+  const m = /^(?:ipv4:|ipv6:)?\[?([^\]]*?)\]?:\d+$/.exec(peer);
+  return m ? m[1]! : peer;
+}
 
 function decode(desc: DescMessage, bytes: Buffer): Message {
   try {
@@ -62,10 +68,19 @@ function handlerFor(api: ApiMethod, d: GrpcServerDeps): grpc.handleUnaryCall<Buf
     head.set('x-server-trace-id', requestId);
     call.sendMetadata(head);
     (async () => {
-      const principal = await d.authenticator.authenticate(firstString(call.metadata, 'authorization'));
       const key = mutating ? idempotencyKeyFrom(firstString(call.metadata, 'idempotency-key')) : undefined;
-      const ctx: CallContext = key === undefined ? { principal, requestId } : { principal, requestId, idempotencyKey: key };
-      const response = await api.invoke(ctx, decode(api.method.input, call.request));
+      const response = await d.calls.run(
+        {
+          event: api.auditEvent,
+          method: api.fullName,
+          authorization: firstString(call.metadata, 'authorization'),
+          peer: peerAddress(call.getPeer()),
+          requestId,
+          transport: 'grpc',
+          ...(key === undefined ? {} : { idempotencyKey: key }),
+        },
+        (ctx) => api.invoke(ctx, decode(api.method.input, call.request)),
+      );
       return Buffer.from(toBinary(api.method.output, response));
     })().then(
       (bytes) => callback(null, bytes),

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { fromJson, type DescMethod, type JsonObject, type JsonValue } from '@bufbuild/protobuf';
 import { DurationSchema, durationMs } from '@bufbuild/protobuf/wkt';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
-import type { Authenticator } from '../../services/auth/tokens.js';
+import type { CallRunner } from '../shared/call-runner.js';
 import type { CallContext } from '../../services/context.js';
 import type { ApiMethod } from '../shared/api-methods.js';
 import { errorBody, HTTP_STATUS, publicError } from '../shared/status.js';
@@ -22,13 +22,22 @@ const JSON_MEDIA_TYPES = new Set(['application/json', 'application/x-www-form-ur
 
 
 export interface TestClockControl {
+  /** Throws unless the caller administers the whole installation. */
+  authorize(ctx: CallContext): Promise<void>;
   /** Moves kmsd's clock forward and runs whatever background work fell due; returns the new now. */
   advance(ms: number): Promise<number>;
 }
 
+/** Runs `work` as one audited, authenticated call of this request. */
+export type RestCall = <T>(req: FastifyRequest, names: { event: string; method: string }, work: (ctx: CallContext) => Promise<T>) => Promise<T>;
+
+export { send as sendJson };
+
 export interface RestServerDeps {
   readonly methods: readonly ApiMethod[];
-  readonly authenticator: Authenticator;
+  readonly calls: CallRunner;
+  /** kmsd's own API under /kmsd/v1 (principals, tokens, bindings, audit). */
+  readonly adminRoutes?: (app: FastifyInstance, call: RestCall) => void;
   readonly logger: Logger;
   readonly bodyLimit?: number;
   readonly testClock?: TestClockControl;
@@ -104,11 +113,21 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
     throw noSuchMethod();
   });
 
-  async function context(req: FastifyRequest, mutating: boolean): Promise<CallContext> {
-    const principal = await d.authenticator.authenticate(req.headers.authorization);
-    const key = mutating ? idempotencyKeyFrom(req.headers['idempotency-key']) : undefined;
-    return key === undefined ? { principal, requestId: req.id } : { principal, requestId: req.id, idempotencyKey: key };
-  }
+  /** Runs a call through the shared runner (authentication, audit) with this request's metadata. */
+  const call: RestCall = (req, names, work) => {
+    const key = req.method !== 'GET' ? idempotencyKeyFrom(req.headers['idempotency-key']) : undefined;
+    return d.calls.run(
+      {
+        ...names,
+        authorization: req.headers.authorization,
+        peer: req.ip,
+        requestId: req.id,
+        transport: 'rest',
+        ...(key === undefined ? {} : { idempotencyKey: key }),
+      },
+      work,
+    );
+  };
 
   function requestJson(b: HttpBinding, req: FastifyRequest, pathValues: readonly string[]): JsonObject {
     let json: JsonObject;
@@ -154,19 +173,20 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
         const b = bindings.find((x) => x.customVerb === verbName);
         if (!b) throw noSuchMethod();
         const api = byMethod.get(b.method)!;
-        const ctx = await context(req, b.verb !== 'GET');
-        const request = messageFromJson(b.method.input, requestJson(b, req, values));
-        const response = await api.invoke(ctx, request);
+        const response = await call(req, { event: api.auditEvent, method: api.fullName }, (ctx) =>
+          api.invoke(ctx, messageFromJson(b.method.input, requestJson(b, req, values))),
+        );
         return send(reply, 200, messageToJson(b.method.output, response));
       },
     });
   }
 
+  d.adminRoutes?.(app, call);
+
   if (d.testClock) {
     const clock = d.testClock;
     app.post('/kmsd/v1/testing/clock:advance', async (req, reply) => {
-      const principal = await d.authenticator.authenticate(req.headers.authorization);
-      if (!principal.admin) throw ERR.permissionDenied('only an administrator may move the test clock');
+      await call(req, { event: 'kmsd.AdvanceTestClock', method: 'POST /kmsd/v1/testing/clock:advance' }, (ctx) => clock.authorize(ctx));
       const body = (req.body ?? {}) as JsonObject;
       if (typeof body !== 'object' || body === null || typeof body.duration !== 'string') throw ERR.field('duration', 'required, e.g. "86400s"');
       let ms: number;

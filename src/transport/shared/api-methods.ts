@@ -35,6 +35,9 @@ import {
   versionToPb,
 } from './kms-messages.js';
 import { validateRequest } from './validation.js';
+import type { AccessService } from '../../services/access/access-service.js';
+import { actionFromPb, bindingFromPb, bindingToPb } from './access-messages.js';
+import { file_yandex_cloud_access_access, ListAccessBindingsResponseSchema } from '../../gen/yandex/cloud/access/access_pb.js';
 
 // Every RPC of the API, as one table from method descriptor to a handler over the service layer.
 // REST and gRPC both dispatch through it, after decoding their wire format into the same request
@@ -43,11 +46,16 @@ import { validateRequest } from './validation.js';
 
 export interface ApiMethod {
   readonly method: DescMethod;
+  /** `yandex.cloud.kms.v1.SymmetricCryptoService/Encrypt` */
+  readonly fullName: string;
+  /** The audit event (SPEC.md §10). */
+  readonly auditEvent: string;
   /** Validates, then calls the service. */
   readonly invoke: (ctx: CallContext, request: MessageShape<DescMessage>) => Promise<MessageShape<DescMessage>>;
 }
 
 export interface ApiServices {
+  readonly access: AccessService;
   readonly keys: KeyService;
   readonly crypto: CryptoService;
   readonly operations: OperationsService;
@@ -68,13 +76,11 @@ export const apiRegistry: Registry = createRegistry(
   ...API_FILES,
   file_yandex_cloud_kms_v1_symmetric_key,
   file_yandex_cloud_operation_operation,
+  file_yandex_cloud_access_access,
   file_google_rpc_status,
   file_google_protobuf_empty,
 );
 
-const notYet = (name: string) => async (): Promise<never> => {
-  throw ERR.unimplemented(`${name} is not implemented by kmsd yet`);
-};
 
 function keyHandlers(s: ApiServices): Handlers<typeof SymmetricKeyService> {
   return {
@@ -127,9 +133,19 @@ function keyHandlers(s: ApiServices): Handlers<typeof SymmetricKeyService> {
       const page = await s.keys.listOperations(ctx, r.keyId, pageSize(r.pageSize), r.pageToken);
       return create(ListSymmetricKeyOperationsResponseSchema, { operations: page.items.map(operationToPb), nextPageToken: page.nextPageToken });
     },
-    listAccessBindings: notYet('ListAccessBindings'),
-    setAccessBindings: notYet('SetAccessBindings'),
-    updateAccessBindings: notYet('UpdateAccessBindings'),
+    listAccessBindings: async (ctx, r) => {
+      const page = await s.access.listKeyBindings(ctx, r.resourceId, pageSize(r.pageSize), r.pageToken);
+      return create(ListAccessBindingsResponseSchema, { accessBindings: page.items.map(bindingToPb), nextPageToken: page.nextPageToken });
+    },
+    setAccessBindings: async (ctx, r) => operationToPb(await s.access.setKeyBindings(ctx, r.resourceId, r.accessBindings.map(bindingFromPb))),
+    updateAccessBindings: async (ctx, r) =>
+      operationToPb(
+        await s.access.updateKeyBindings(
+          ctx,
+          r.resourceId,
+          r.accessBindingDeltas.map((delta) => ({ action: actionFromPb(delta.action), binding: bindingFromPb(delta.accessBinding) })),
+        ),
+      ),
   };
 }
 
@@ -176,12 +192,43 @@ function operationHandlers(s: ApiServices): Handlers<typeof OperationService> {
   };
 }
 
+/**
+ * Audit event names (SPEC.md §10: `yandex.cloud.audit.kms.<Event>`). The published list covers
+ * mutations and crypto calls; reads get names of the same pattern.
+ */
+const AUDIT_EVENTS: Readonly<Record<string, string>> = {
+  'SymmetricKeyService.Create': 'CreateSymmetricKey',
+  'SymmetricKeyService.Get': 'GetSymmetricKey',
+  'SymmetricKeyService.List': 'ListSymmetricKeys',
+  'SymmetricKeyService.ListVersions': 'ListSymmetricKeyVersions',
+  'SymmetricKeyService.Update': 'UpdateSymmetricKey',
+  'SymmetricKeyService.Delete': 'DeleteSymmetricKey',
+  'SymmetricKeyService.SetPrimaryVersion': 'SetPrimarySymmetricKeyVersion',
+  'SymmetricKeyService.ScheduleVersionDestruction': 'ScheduleSymmetricKeyVersionDestruction',
+  'SymmetricKeyService.CancelVersionDestruction': 'CancelSymmetricKeyVersionDestruction',
+  'SymmetricKeyService.Rotate': 'RotateSymmetricKey',
+  'SymmetricKeyService.ListOperations': 'ListSymmetricKeyOperations',
+  'SymmetricKeyService.ListAccessBindings': 'ListSymmetricKeyAccessBindings',
+  'SymmetricKeyService.SetAccessBindings': 'SetSymmetricKeyAccessBindings',
+  'SymmetricKeyService.UpdateAccessBindings': 'UpdateSymmetricKeyAccessBindings',
+  'SymmetricCryptoService.Encrypt': 'Encrypt',
+  'SymmetricCryptoService.Decrypt': 'Decrypt',
+  'SymmetricCryptoService.ReEncrypt': 'ReEncrypt',
+  'SymmetricCryptoService.GenerateDataKey': 'GenerateDataKey',
+  'OperationService.Get': 'GetOperation',
+  'OperationService.Cancel': 'CancelOperation',
+};
+
 function bind<S extends DescService>(service: S, handlers: Handlers<S>): ApiMethod[] {
   return service.methods.map((method) => {
     const handler = (handlers as Record<string, Handler<DescMethod>>)[method.localName];
     if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
+    const event = AUDIT_EVENTS[`${service.name}.${method.name}`];
+    if (!event) throw new Error(`no audit event for ${service.typeName}.${method.name}`);
     return {
       method,
+      fullName: `${service.typeName}/${method.name}`,
+      auditEvent: `yandex.cloud.audit.kms.${event}`,
       invoke: async (ctx, request) => {
         validateRequest(method.input, request);
         return handler(ctx, request);

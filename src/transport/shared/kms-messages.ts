@@ -1,5 +1,5 @@
 import { create, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { anyPack, durationMs, durationFromMs, timestampFromMs, type Any, type Duration } from '@bufbuild/protobuf/wkt';
+import { anyPack, durationMs, EmptySchema, durationFromMs, timestampFromMs, type Any, type Duration } from '@bufbuild/protobuf/wkt';
 import { ERR } from '../../errors/kms-error.js';
 import type { KeyStatus, KeyVersion, SymmetricAlgorithm as Algorithm } from '../../domain/key.js';
 import type { KeyView, Operation as DomainOperation, OperationMetadata, OperationResponse } from '../../domain/operation.js';
@@ -22,6 +22,7 @@ import {
   UpdateSymmetricKeyMetadataSchema,
 } from '../../gen/yandex/cloud/kms/v1/symmetric_key_service_pb.js';
 import { OperationSchema, type Operation } from '../../gen/yandex/cloud/operation/operation_pb.js';
+import { SetAccessBindingsMetadataSchema, UpdateAccessBindingsMetadataSchema } from '../../gen/yandex/cloud/access/access_pb.js';
 import { StatusSchema } from '../../gen/google/rpc/status_pb.js';
 import { UPDATABLE_FIELDS, type UpdatableField } from '../../services/keys/key-service.js';
 
@@ -113,6 +114,10 @@ function metadataToAny(m: OperationMetadata): Any {
       return pack(CancelSymmetricKeyVersionDestructionMetadataSchema, { keyId: m.keyId, versionId: m.versionId });
     case 'RotateSymmetricKeyMetadata':
       return pack(RotateSymmetricKeyMetadataSchema, { keyId: m.keyId, newPrimaryVersionId: m.newPrimaryVersionId });
+    case 'SetAccessBindingsMetadata':
+      return pack(SetAccessBindingsMetadataSchema, { resourceId: m.resourceId });
+    case 'UpdateAccessBindingsMetadata':
+      return pack(UpdateAccessBindingsMetadataSchema, { resourceId: m.resourceId });
   }
 }
 
@@ -122,6 +127,8 @@ function responseToAny(r: OperationResponse): Any {
       return anyPack(SymmetricKeySchema, keyToPb(r.view));
     case 'SymmetricKeyVersion':
       return anyPack(SymmetricKeyVersionSchema, versionToPb(r.version, r.primary));
+    case 'Empty':
+      return anyPack(EmptySchema, create(EmptySchema));
   }
 }
 
