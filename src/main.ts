@@ -106,7 +106,11 @@ function operatorCertificate(certFile: string, keyFile: string) {
   }
 }
 
-export async function startKmsd(config: ServeConfig, logger: Logger): Promise<RunningKmsd> {
+/**
+ * Opens the store and the root key of a data directory and checks that they belong together; the
+ * start of `serve` and of offline tools (`kmsd audit verify`). The caller closes the store.
+ */
+export async function openStorage(config: ServeConfig, logger: Logger): Promise<{ store: Store; rootKey: RootKeyProvider }> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   chmodSync(config.dataDir, 0o700);
   let rootKey: RootKeyProvider;
@@ -124,6 +128,16 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
   }
   try {
     await checkRootKey(store, rootKey);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  return { store, rootKey };
+}
+
+export async function startKmsd(config: ServeConfig, logger: Logger): Promise<RunningKmsd> {
+  const { store, rootKey } = await openStorage(config, logger);
+  try {
     const testClock = config.testClock ? new AdjustableClock() : undefined;
     const clock: Clock = testClock ?? systemClock;
 

@@ -3,6 +3,8 @@ import { Command, Option } from 'commander';
 import { ConfigError, ENV_VARS, loadServeConfig } from '../config/config.js';
 import { createLogger, startKmsd, StartupError } from '../main.js';
 import { SeedError } from '../seed/seed-file.js';
+import { addAdminCommands } from './admin-commands.js';
+import { addAuditCommands } from './audit-command.js';
 
 // The `kmsd` command. `serve` starts the server; later commands are thin clients of the same API.
 
@@ -84,5 +86,8 @@ program
     process.stdout.write(`${JSON.stringify(ready)}\n`);
     logger.info(ready, 'kmsd is ready');
   });
+
+addAuditCommands(program);
+addAdminCommands(program);
 
 await program.parseAsync(process.argv);

@@ -9,67 +9,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { createRegistry, fromBinary, fromJson, toBinary, toJson, type DescMethod, type JsonObject, type JsonValue } from '@bufbuild/protobuf';
-import { file_google_protobuf_empty } from '@bufbuild/protobuf/wkt';
-import { file_yandex_cloud_access_access } from '../../src/gen/yandex/cloud/access/access_pb.js';
-import { file_yandex_cloud_kms_v1_symmetric_crypto_service, SymmetricCryptoService } from '../../src/gen/yandex/cloud/kms/v1/symmetric_crypto_service_pb.js';
-import { file_yandex_cloud_kms_v1_symmetric_key } from '../../src/gen/yandex/cloud/kms/v1/symmetric_key_pb.js';
-import { file_yandex_cloud_kms_v1_symmetric_key_service, SymmetricKeyService } from '../../src/gen/yandex/cloud/kms/v1/symmetric_key_service_pb.js';
-import { file_yandex_cloud_operation_operation } from '../../src/gen/yandex/cloud/operation/operation_pb.js';
-import { file_yandex_cloud_operation_operation_service, OperationService } from '../../src/gen/yandex/cloud/operation/operation_service_pb.js';
+import type { DescMethod, JsonObject, JsonValue } from '@bufbuild/protobuf';
+import { SymmetricCryptoService } from '../../src/gen/yandex/cloud/kms/v1/symmetric_crypto_service_pb.js';
+import { SymmetricKeyService } from '../../src/gen/yandex/cloud/kms/v1/symmetric_key_service_pb.js';
+import { OperationService } from '../../src/gen/yandex/cloud/operation/operation_service_pb.js';
 import { b64, encrypt, freshFolder, ID_RE, ok, RFC3339_RE, sleep, update, type Operation, type SymmetricKey } from '../helpers/api.js';
 import { KmsdProcess } from '../helpers/kmsd-process.js';
+import { RPC, viaGrpc, viaRest, type Outcome, type Rpc, type RpcName } from '../helpers/rpc.js';
 
-const registry = createRegistry(
-  file_yandex_cloud_kms_v1_symmetric_key_service,
-  file_yandex_cloud_kms_v1_symmetric_crypto_service,
-  file_yandex_cloud_kms_v1_symmetric_key,
-  file_yandex_cloud_operation_operation_service,
-  file_yandex_cloud_operation_operation,
-  file_yandex_cloud_access_access,
-  file_google_protobuf_empty,
-);
-
-// ---- the REST form of each RPC, from SPEC.md §4 (independent of kmsd's own binding table) --------
-
-type Verb = 'GET' | 'POST' | 'PATCH' | 'DELETE';
-interface Rpc {
-  readonly method: DescMethod;
-  readonly verb: Verb;
-  /** Path with `{jsonName}` placeholders for the path fields. */
-  readonly path: string;
-  /** true: the other fields are the JSON body (`body: "*"`); false: they go to the query string. */
-  readonly body: boolean;
-}
-const K = SymmetricKeyService.method;
-const C = SymmetricCryptoService.method;
-const O = OperationService.method;
-const RPC = {
-  'Key.Create': { method: K.create, verb: 'POST', path: '/kms/v1/keys', body: true },
-  'Key.Get': { method: K.get, verb: 'GET', path: '/kms/v1/keys/{keyId}', body: false },
-  'Key.List': { method: K.list, verb: 'GET', path: '/kms/v1/keys', body: false },
-  'Key.ListVersions': { method: K.listVersions, verb: 'GET', path: '/kms/v1/keys/{keyId}/versions', body: false },
-  'Key.Update': { method: K.update, verb: 'PATCH', path: '/kms/v1/keys/{keyId}', body: true },
-  'Key.Delete': { method: K.delete, verb: 'DELETE', path: '/kms/v1/keys/{keyId}', body: false },
-  'Key.SetPrimaryVersion': { method: K.setPrimaryVersion, verb: 'POST', path: '/kms/v1/keys/{keyId}:setPrimaryVersion', body: true },
-  'Key.ScheduleVersionDestruction': { method: K.scheduleVersionDestruction, verb: 'POST', path: '/kms/v1/keys/{keyId}:scheduleVersionDestruction', body: true },
-  'Key.CancelVersionDestruction': { method: K.cancelVersionDestruction, verb: 'POST', path: '/kms/v1/keys/{keyId}:cancelVersionDestruction', body: true },
-  'Key.Rotate': { method: K.rotate, verb: 'POST', path: '/kms/v1/keys/{keyId}:rotate', body: false },
-  'Key.ListOperations': { method: K.listOperations, verb: 'GET', path: '/kms/v1/keys/{keyId}/operations', body: false },
-  'Key.ListAccessBindings': { method: K.listAccessBindings, verb: 'GET', path: '/kms/v1/keys/{resourceId}:listAccessBindings', body: false },
-  'Key.SetAccessBindings': { method: K.setAccessBindings, verb: 'POST', path: '/kms/v1/keys/{resourceId}:setAccessBindings', body: true },
-  'Key.UpdateAccessBindings': { method: K.updateAccessBindings, verb: 'POST', path: '/kms/v1/keys/{resourceId}:updateAccessBindings', body: true },
-  'Crypto.Encrypt': { method: C.encrypt, verb: 'POST', path: '/kms/v1/keys/{keyId}:encrypt', body: true },
-  'Crypto.Decrypt': { method: C.decrypt, verb: 'POST', path: '/kms/v1/keys/{keyId}:decrypt', body: true },
-  'Crypto.ReEncrypt': { method: C.reEncrypt, verb: 'POST', path: '/kms/v1/keys/{keyId}:reEncrypt', body: true },
-  'Crypto.GenerateDataKey': { method: C.generateDataKey, verb: 'POST', path: '/kms/v1/keys/{keyId}:generateDataKey', body: true },
-  'Operation.Get': { method: O.get, verb: 'GET', path: '/operations/{operationId}', body: false },
-  'Operation.Cancel': { method: O.cancel, verb: 'GET', path: '/operations/{operationId}:cancel', body: false },
-} as const satisfies Record<string, Rpc>;
-type RpcName = keyof typeof RPC;
-
-/** google.rpc code → HTTP status (SPEC.md §3.2). */
-const HTTP_OF: Record<number, number> = { 3: 400, 5: 404, 9: 400, 12: 501, 16: 401 };
 const CODE = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, FAILED_PRECONDITION: 9, UNIMPLEMENTED: 12, UNAUTHENTICATED: 16 } as const;
 
 // ---- fixtures, one set per transport -------------------------------------------------------------
@@ -144,56 +91,10 @@ function canon(value: JsonValue, fx: Fixtures, field = ''): JsonValue {
 // ---- running one case on one transport -----------------------------------------------------------
 
 type Auth = 'admin' | 'missing' | 'invalid';
-interface Outcome {
-  /** 0 for OK, else the google.rpc code. */
-  readonly code: number;
-  readonly json?: JsonValue;
-  readonly message?: string;
-}
 
 function bearer(kmsd: KmsdProcess, auth: Auth): string | undefined {
   if (auth === 'missing') return undefined;
   return auth === 'invalid' ? 'Bearer not-a-valid-token' : `Bearer ${kmsd.token}`;
-}
-
-async function viaRest(kmsd: KmsdProcess, rpc: Rpc, request: JsonObject, auth: Auth): Promise<Outcome> {
-  const rest: JsonObject = { ...request };
-  const path = rpc.path.replace(/\{(\w+)\}/g, (_, field: string) => {
-    const v = rest[field];
-    delete rest[field];
-    return encodeURIComponent(String(v ?? ''));
-  });
-  let url = path;
-  let body: JsonObject | undefined;
-  if (rpc.body) body = rest;
-  else if (Object.keys(rest).length > 0) url += `?${new URLSearchParams(Object.entries(rest).map(([k, v]): [string, string] => [k, String(v)])).toString()}`;
-  const res = await kmsd.call<JsonObject>(rpc.verb, url, body, { authorization: bearer(kmsd, auth) ?? '' });
-  if (res.status === 200) return { code: 0, json: res.json };
-  const code = res.json.code as number;
-  assert.equal(res.status, HTTP_OF[code], `REST: HTTP ${res.status} for code ${code}: ${res.text}`);
-  return { code, message: res.json.message as string };
-}
-
-function viaGrpc(client: grpc.Client, kmsd: KmsdProcess, rpc: Rpc, request: JsonObject, auth: Auth): Promise<Outcome> {
-  const message = fromJson(rpc.method.input, request, { registry });
-  const metadata = new grpc.Metadata();
-  const token = bearer(kmsd, auth);
-  if (token !== undefined) metadata.set('authorization', token);
-  const identity = (b: Buffer): Buffer => b;
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(
-      `/${rpc.method.parent.typeName}/${rpc.method.name}`,
-      identity,
-      identity,
-      Buffer.from(toBinary(rpc.method.input, message)),
-      metadata,
-      { deadline: Date.now() + 10_000 },
-      (err: grpc.ServiceError | null, bytes?: Buffer) => {
-        if (err) resolve({ code: err.code, message: err.details });
-        else resolve({ code: 0, json: toJson(rpc.method.output, fromBinary(rpc.method.output, bytes!), { registry }) });
-      },
-    );
-  });
 }
 
 // ---- the cases -----------------------------------------------------------------------------------
@@ -629,9 +530,9 @@ describe('REST and gRPC give the same answers (one table of cases, two transport
       const auth = c.auth ?? 'admin';
       // A few milliseconds apart, so operations never share a timestamp and "newest first" has one order.
       await sleep(3);
-      const rest = await viaRest(kmsd, rpc, c.request(restFx), auth);
+      const rest = await viaRest(kmsd, rpc, c.request(restFx), bearer(kmsd, auth));
       await sleep(3);
-      const overGrpc = await viaGrpc(client, kmsd, rpc, c.request(grpcFx), auth);
+      const overGrpc = await viaGrpc(client, rpc, c.request(grpcFx), bearer(kmsd, auth));
       const shown = (o: Outcome, fx: Fixtures) => ({ code: o.code, ...(o.json === undefined ? {} : { json: canon(o.json, fx) }), ...(o.message === undefined ? {} : { message: canon(o.message, fx) }) });
       const restShown = shown(rest, restFx);
       const grpcShown = shown(overGrpc, grpcFx);

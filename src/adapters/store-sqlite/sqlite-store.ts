@@ -138,9 +138,14 @@ export class SqliteStore implements Store {
   /** Appends audit records and moves the sealed head; call inside a write transaction. */
   private appendAuditRecords(append: AuditAppend | undefined): void {
     if (append === undefined || append.events.length === 0) return;
-    const sealed = append.seal(this.s.getAuditHead.get(), append.events);
-    for (const r of sealed.records) this.s.insertAudit.run(auditRow(r));
-    this.s.setAuditHead.run(sealed.head);
+    try {
+      const sealed = append.seal(this.s.getAuditHead.get(), append.events);
+      for (const r of sealed.records) this.s.insertAudit.run(auditRow(r));
+      this.s.setAuditHead.run(sealed.head);
+    } catch (e) {
+      // Fails the whole transaction: a change is never committed without its record.
+      throw new KmsError(Code.Unavailable, 'the audit log cannot be written; nothing was changed', { cause: e });
+    }
   }
 
   async commitKeyChange(change: KeyChange): Promise<void> {

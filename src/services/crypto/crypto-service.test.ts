@@ -7,7 +7,7 @@ import { softwareRootKey } from '../../adapters/rootkey/software-root-key.js';
 import { openSqliteStore } from '../../adapters/store-sqlite/sqlite-store.js';
 import { SecretBytes } from '../../crypto/secret-bytes.js';
 import { DAY_MS, type SymmetricAlgorithm } from '../../domain/key.js';
-import type { Caller, Principal } from '../../domain/principal.js';
+import type { Principal } from '../../domain/principal.js';
 import { GLOBAL_SCOPE } from '../../domain/access.js';
 import { Code, INVALID_CIPHERTEXT_MESSAGE, isKmsError } from '../../errors/kms-error.js';
 import type { RootKeyProvider } from '../../ports/root-key.js';

@@ -52,6 +52,7 @@ export function principalService(d: PrincipalServiceDeps) {
     }
     if (typeof value !== 'string') throw ERR.field(field, 'must be a string');
     if (value.length > max) throw ERR.field(field, `at most ${max} characters`);
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
     if (/[\u0000-\u001f\u007f]/.test(value)) throw ERR.field(field, 'must not contain control characters');
     return value;
   }

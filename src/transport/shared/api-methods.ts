@@ -1,6 +1,5 @@
 import { create, createRegistry, type DescMessage, type DescMethod, type DescService, type MessageShape, type Registry } from '@bufbuild/protobuf';
 import { file_google_protobuf_empty } from '@bufbuild/protobuf/wkt';
-import { ERR } from '../../errors/kms-error.js';
 import {
   file_yandex_cloud_kms_v1_symmetric_crypto_service,
   GenerateDataKeyResponseSchema,
