@@ -84,7 +84,7 @@ export interface SdkBundle {
     readonly algorithm: { readonly AES_128: number; readonly AES_192: number; readonly AES_256: number };
     readonly keyStatus: { readonly ACTIVE: number; readonly INACTIVE: number };
     readonly versionStatus: { readonly ACTIVE: number; readonly SCHEDULED_FOR_DESTRUCTION: number };
-    readonly accessBindingAction: { readonly ADD: number };
+    readonly accessBindingAction: { readonly ADD: number; readonly REMOVE: number };
   };
   /** The SDK's own Any unpacker, where it has one (2.x `decodeMessage`); checked against the codec. */
   unpackAny?(any: { typeUrl: string; value: Uint8Array }): object;
@@ -566,31 +566,38 @@ export function sdkCompatSuite(sdk: SdkBundle): void {
         fails(await kmsd.call('GET', `/kms/v1/keys/${key.id}`), 404, 5);
       });
 
-      it('the three access-binding methods answer UNIMPLEMENTED', async () => {
+      it('access bindings: set, update and list them through the SDK; a service account can use the key only while bound', async () => {
         const key = await newKey();
-        const binding = { roleId: 'kms.keys.encrypterDecrypter', subject: { id: 'ajeexample0000000000', type: 'userAccount' } };
+        const sa = ok(await kmsd.call<{ id: string }>('POST', '/kmsd/v1/principals', { type: 'serviceAccount', name: 'sdk-app' }));
+        const saToken = ok(await kmsd.call<{ token: string }>('POST', `/kmsd/v1/principals/${sa.id}/tokens`, {})).token;
+        const app = connect(newSession(saToken));
+        const encryptAsApp = () => app.crypto.encrypt(req('SymmetricEncryptRequest', { keyId: key.id, plaintext: Buffer.from('as the app') }));
+        await apiError(encryptAsApp(), `${CRYPTO_SVC}/Encrypt`, 'PERMISSION_DENIED');
+
+        const binding = { roleId: 'kms.keys.encrypterDecrypter', subject: { id: sa.id, type: 'serviceAccount' } };
+        const set = (await keys.setAccessBindings(req('SetAccessBindingsRequest', { resourceId: key.id, accessBindings: [binding] }))) as SdkOperation;
+        assert.equal(set.done, true);
+        assert.equal(set.metadata?.typeUrl, 'type.googleapis.com/yandex.cloud.access.SetAccessBindingsMetadata');
+        assert.equal(set.response?.typeUrl, 'type.googleapis.com/google.protobuf.Empty');
+        const waited = (await sdk.waitForOperation(set as never, session as never, 10_000, endpoint)) as SdkOperation;
+        assert.equal(waited.id, set.id);
+
+        const listed = (await keys.listAccessBindings(req('ListAccessBindingsRequest', { resourceId: key.id }))) as { accessBindings: { roleId: string; subject?: { id: string; type: string } }[] };
+        assert.deepEqual(listed.accessBindings.map((b) => [b.roleId, b.subject?.type, b.subject?.id]), [['kms.keys.encrypterDecrypter', 'serviceAccount', sa.id]]);
+        const enc = (await encryptAsApp()) as { versionId: string };
+        assert.equal(enc.versionId, key.primaryVersion?.id);
+        await apiError(app.keys.rotate(req('RotateSymmetricKeyRequest', { keyId: key.id })), `${KEY_SVC}/Rotate`, 'PERMISSION_DENIED');
+
+        const removed = (await keys.updateAccessBindings(
+          req('UpdateAccessBindingsRequest', { resourceId: key.id, accessBindingDeltas: [{ action: enums.accessBindingAction.REMOVE, accessBinding: binding }] }),
+        )) as SdkOperation;
+        assert.equal(removed.metadata?.typeUrl, 'type.googleapis.com/yandex.cloud.access.UpdateAccessBindingsMetadata');
+        await apiError(encryptAsApp(), `${CRYPTO_SVC}/Encrypt`, 'PERMISSION_DENIED');
         await apiError(
-          keys.listAccessBindings(req('ListAccessBindingsRequest', { resourceId: key.id })),
-          `${KEY_SVC}/ListAccessBindings`,
-          'UNIMPLEMENTED',
-          /ListAccessBindings/,
-        );
-        await apiError(
-          keys.setAccessBindings(req('SetAccessBindingsRequest', { resourceId: key.id, accessBindings: [binding] })),
+          keys.setAccessBindings(req('SetAccessBindingsRequest', { resourceId: key.id, accessBindings: [{ roleId: 'kms.nosuchrole', subject: binding.subject }] })),
           `${KEY_SVC}/SetAccessBindings`,
-          'UNIMPLEMENTED',
-          /SetAccessBindings/,
-        );
-        await apiError(
-          keys.updateAccessBindings(
-            req('UpdateAccessBindingsRequest', {
-              resourceId: key.id,
-              accessBindingDeltas: [{ action: enums.accessBindingAction.ADD, accessBinding: binding }],
-            }),
-          ),
-          `${KEY_SVC}/UpdateAccessBindings`,
-          'UNIMPLEMENTED',
-          /UpdateAccessBindings/,
+          'INVALID_ARGUMENT',
+          /unknown role/,
         );
       });
     });
