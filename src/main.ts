@@ -225,7 +225,14 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
       ...(tls.caFile === undefined ? {} : { caFile: tls.caFile }),
       close() {
         closing ??= (async () => {
-          await Promise.all([rest.close(), grpc.close()]);
+          // A keep-alive connection whose request finishes after close() began would otherwise stay
+          // open (and keep close() waiting) until the client hangs up: close each one once idle.
+          const sweep = setInterval(() => rest.server.closeIdleConnections(), 50);
+          try {
+            await Promise.all([rest.close(), grpc.close()]);
+          } finally {
+            clearInterval(sweep);
+          }
           await background.stop();
           cache.clear();
           await store.close();

@@ -146,7 +146,7 @@ const activeKey = key({
   labels: { suite: 'parity' },
   primaryVersion: version({ id: '<activeV1>', keyId: '<active>', primary: true }),
 });
-const binding = { roleId: 'kms.keys.encrypterDecrypter', subject: { id: 'ajeexample0000000000', type: 'userAccount' } };
+const binding = (fx: Fixtures) => ({ roleId: 'kms.keys.encrypterDecrypter', subject: { id: fx.admin!, type: 'userAccount' } });
 
 const CASES: readonly Case[] = [
   // ---- successes, SymmetricKeyService (in order: later cases see earlier mutations) ----
@@ -480,19 +480,40 @@ const CASES: readonly Case[] = [
     expect: { code: CODE.FAILED_PRECONDITION },
   },
 
-  // ---- UNIMPLEMENTED (access bindings, for now) ----
-  { name: 'ListAccessBindings', rpc: 'Key.ListAccessBindings', request: (fx) => ({ resourceId: fx.active! }), expect: { code: CODE.UNIMPLEMENTED } },
-  {
-    name: 'SetAccessBindings',
-    rpc: 'Key.SetAccessBindings',
-    request: (fx) => ({ resourceId: fx.active!, accessBindings: [binding] }),
-    expect: { code: CODE.UNIMPLEMENTED },
-  },
+  // ---- access bindings (SPEC.md §4.1.12–14) ----
   {
     name: 'UpdateAccessBindings',
     rpc: 'Key.UpdateAccessBindings',
-    request: (fx) => ({ resourceId: fx.active!, accessBindingDeltas: [{ action: 'ADD', accessBinding: binding }] }),
-    expect: { code: CODE.UNIMPLEMENTED },
+    request: (fx) => ({ resourceId: fx.lonely!, accessBindingDeltas: [{ action: 'ADD', accessBinding: binding(fx) }] }),
+    expect: {
+      json: operation('update access bindings', { '@type': 'type.googleapis.com/yandex.cloud.access.UpdateAccessBindingsMetadata', resourceId: '<lonely>' }, {
+        '@type': 'type.googleapis.com/google.protobuf.Empty',
+      }),
+    },
+  },
+  {
+    name: 'ListAccessBindings',
+    rpc: 'Key.ListAccessBindings',
+    request: (fx) => ({ resourceId: fx.lonely! }),
+    expect: { json: { accessBindings: [{ roleId: 'kms.keys.encrypterDecrypter', subject: { id: '<admin>', type: 'userAccount' } }] } },
+  },
+  {
+    name: 'SetAccessBindings to none',
+    rpc: 'Key.SetAccessBindings',
+    request: (fx) => ({ resourceId: fx.lonely!, accessBindings: [] }),
+    expect: {
+      json: operation('set access bindings', { '@type': 'type.googleapis.com/yandex.cloud.access.SetAccessBindingsMetadata', resourceId: '<lonely>' }, {
+        '@type': 'type.googleapis.com/google.protobuf.Empty',
+      }),
+    },
+  },
+  { name: 'Create a GOST key', rpc: 'Key.Create', request: (fx) => ({ folderId: fx.emptyFolder!, defaultAlgorithm: 'GOST_R_3412_2015_K' }), expect: { code: CODE.UNIMPLEMENTED } },
+  { name: 'ListAccessBindings of a key without any', rpc: 'Key.ListAccessBindings', request: (fx) => ({ resourceId: fx.lonely! }), expect: { json: {} } },
+  {
+    name: 'SetAccessBindings with an unknown role',
+    rpc: 'Key.SetAccessBindings',
+    request: (fx) => ({ resourceId: fx.lonely!, accessBindings: [{ ...binding(fx), roleId: 'kms.root' }] }),
+    expect: { code: CODE.INVALID_ARGUMENT, message: 'access_bindings[0].role_id: unknown role "kms.root"' },
   },
 ];
 

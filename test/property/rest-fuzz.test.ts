@@ -11,7 +11,8 @@ import { startKmsd, type RunningKmsd } from '../../src/main.js';
 
 // Random and malformed input fed to the real REST layer (a listening server, in this process so
 // the store can be inspected): only clean 4xx answers, never a 5xx, the server stays up, and
-// nothing is written — crypto calls never write, and rejected mutations change nothing.
+// nothing is written but audit records — crypto calls change no key, and rejected mutations change
+// nothing; each crypto call leaves exactly one audit record.
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
 
@@ -37,14 +38,23 @@ async function call(method: string, path: string, body?: string, contentType = '
   return { status: res.status, json };
 }
 
-/** Every row of every table: the store's whole observable state. */
+/** Every row of every table but the audit log's: the store's whole observable state. */
 function snapshot(): string {
   const db = new Database(join(dir, 'kmsd.db'), { readonly: true });
   try {
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[];
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'audit%' ORDER BY name").all() as { name: string }[];
     return JSON.stringify(tables.map(({ name }) => [name, db.prepare(`SELECT * FROM "${name}" ORDER BY 1`).all()]), (_k, v: unknown) =>
       Buffer.isBuffer(v) ? v.toString('base64') : v,
     );
+  } finally {
+    db.close();
+  }
+}
+
+function auditRecords(): number {
+  const db = new Database(join(dir, 'kmsd.db'), { readonly: true });
+  try {
+    return db.prepare('SELECT count(*) FROM audit_log').pluck().get() as number;
   } finally {
     db.close();
   }
@@ -91,16 +101,20 @@ const fieldish = fc.dictionary(
 );
 
 describe('REST layer under random input', () => {
-  it('crypto endpoints: random bodies give 200 or a clean 4xx, and never write to the store', async () => {
+  it('crypto endpoints: random bodies give 200 or a clean 4xx, and write nothing but one audit record each', async () => {
     const before = snapshot();
+    const recordsBefore = auditRecords();
+    let calls = 0;
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...cryptoVerbs), fc.oneof(fieldish, fc.jsonValue({ maxDepth: 3 })), async (verb, body) => {
+        calls++;
         const r = await call('POST', `/kms/v1/keys/${keyId}:${verb}`, JSON.stringify(body));
         if (r.status !== 200) assertCleanError(r, `${verb} ${JSON.stringify(body).slice(0, 100)}`);
       }),
       { numRuns: RUNS },
     );
     assert.equal(snapshot(), before, 'crypto calls must not change the store');
+    assert.equal(auditRecords() - recordsBefore, calls, 'one audit record per call');
   });
 
   it('decrypt: random bytes and tampered ciphertexts all fail with the one invalid-ciphertext error', async () => {

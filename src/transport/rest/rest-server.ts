@@ -80,7 +80,7 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
       return send(reply, 400, errorBody(publicError(fastifyErrorToKms(err), req.id), req.id));
     },
     return503OnClosing: true,
-    forceCloseConnections: false,
+    forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: false },
   });
 
