@@ -123,7 +123,7 @@ async function grpcEndpoint(name: string, proc: ServerProcess): Promise<GrpcEndp
 
 const kmsdSqlite: TargetDef = {
   name: 'kmsd',
-  description: 'kmsd serve, SQLite store, --auth iam, REST and TLS gRPC (dist/cli/kmsd.js)',
+  description: 'kmsd serve, SQLite store, --auth iam (a service account with kms.keys.encrypterDecrypter on the key), audit on, REST and TLS gRPC (dist/cli/kmsd.js)',
   async start(ctx) {
     const entry = join(ctx.root, 'dist', 'cli', 'kmsd.js');
     if (!existsSync(entry)) throw new Error(`kmsd: ${entry} is missing; run "npm run build" (npm run bench does)`);
@@ -141,8 +141,11 @@ const kmsdSqlite: TargetDef = {
       // Without it (a kmsd that prints no gRPC address or CA) the gRPC scenarios fail their check; REST still runs.
       const grpc = await grpcEndpoint('kmsd', proc).catch(() => undefined);
       const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
-      const headers = { authorization: `Bearer ${token}` };
-      const keyId = await createKey(origin, headers);
+      const admin = { authorization: `Bearer ${token}` };
+      const keyId = await createKey(origin, admin);
+      // Crypto calls are made as an application would make them: a service account holding only
+      // kms.keys.encrypterDecrypter on the key, so authorization runs as it does in production.
+      const headers = { authorization: `Bearer ${await applicationToken(origin, admin, keyId)}` };
       const running = proc;
       return {
         name: 'kmsd',
@@ -166,6 +169,22 @@ const kmsdSqlite: TargetDef = {
     }
   },
 };
+
+async function adminCall<T>(origin: string, headers: Record<string, string>, path: string, body: unknown): Promise<T> {
+  const res = await fetch(`${origin}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`POST ${path}: HTTP ${res.status}: ${text.slice(0, 300)}`);
+  return JSON.parse(text) as T;
+}
+
+/** A service account with kms.keys.encrypterDecrypter on the key, and a token for it. */
+async function applicationToken(origin: string, admin: Record<string, string>, keyId: string): Promise<string> {
+  const sa = await adminCall<{ id: string }>(origin, admin, '/kmsd/v1/principals', { type: 'serviceAccount', name: 'bench-app' });
+  await adminCall(origin, admin, `/kms/v1/keys/${keyId}:setAccessBindings`, {
+    accessBindings: [{ roleId: 'kms.keys.encrypterDecrypter', subject: { type: 'serviceAccount', id: sa.id } }],
+  });
+  return (await adminCall<{ token: string }>(origin, admin, `/kmsd/v1/principals/${sa.id}/tokens`, {})).token;
+}
 
 async function createKey(origin: string, headers: Record<string, string>): Promise<string> {
   const res = await fetch(`${origin}/kms/v1/keys`, {
