@@ -8,7 +8,10 @@ import { effectivePageSize, encodeCursor, MAX_PAGE_TOKEN_LENGTH } from '../../sr
 import type { Page, PageRequest } from '../../src/domain/paging.js';
 import type { Principal, TokenRecord } from '../../src/domain/principal.js';
 import { Code, isKmsError } from '../../src/errors/kms-error.js';
-import type { KeyChange, Store } from '../../src/ports/store.js';
+import type { AuditAppend, KeyChange, Store } from '../../src/ports/store.js';
+import type { AuditEvent, AuditFilter } from '../../src/domain/audit.js';
+import { ChainVerifier, sealBatch } from '../../src/crypto/audit-chain.js';
+import { SecretBytes } from '../../src/crypto/secret-bytes.js';
 
 // The behaviour every Store adapter must have. It talks to the store only through the port, so
 // the SQLite and PostgreSQL adapters (and any fake) run the same suite:
@@ -681,7 +684,6 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         type: 'userAccount',
         name: 'someone',
         createdAt: T0,
-        admin: false,
         ...fields,
       });
       const token = (principalId: string, fields: Partial<TokenRecord> = {}): TokenRecord => ({
@@ -693,11 +695,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       });
 
       it('round-trips principals of every kind', async () => {
-        const all = [
-          principal(),
-          principal({ type: 'serviceAccount', name: 'ci', admin: true }),
-          principal({ type: 'system', name: 'kmsd', createdAt: T0 + 9 }),
-        ];
+        const all = [principal(), principal({ type: 'serviceAccount', name: 'ci', description: 'the CI robot' }), principal({ name: 'kmsd', createdAt: T0 + 9 })];
         for (const p of all) await store.createPrincipal(p);
         for (const p of all) assert.deepEqual(await store.getPrincipal(p.id), p);
       });
@@ -712,7 +710,7 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
       it('round-trips tokens with and without expiry and revocation', async () => {
         const p = principal();
         await store.createPrincipal(p);
-        const all = [token(p.id), token(p.id, { expiresAt: T0 + DAY_MS }), token(p.id, { expiresAt: T0 + DAY_MS, revokedAt: T0 + 1 })];
+        const all = [token(p.id), token(p.id, { expiresAt: T0 + DAY_MS, description: 'nightly job' }), token(p.id, { expiresAt: T0 + DAY_MS, revokedAt: T0 + 1 })];
         for (const t of all) await store.createToken(t);
         for (const t of all) assert.deepEqual(await store.getToken(t.id), t);
       });
@@ -727,6 +725,226 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         const orphan = token('ajenobody');
         await rejectsWithCode(store.createToken(orphan), Code.NotFound, 'ajenobody');
         assert.equal(await store.getToken(orphan.id), undefined);
+      });
+
+      it('lists principals in creation order, paged', async () => {
+        const made = [principal({ createdAt: T0 + 3 }), principal({ createdAt: T0 + 1 }), principal({ createdAt: T0 + 2 })];
+        for (const p of made) await store.createPrincipal(p);
+        const { items, pages } = await allPages((req) => store.listPrincipals(req), 2);
+        assert.equal(pages, 2);
+        assert.deepEqual(items, [...made].sort((a, b) => a.createdAt - b.createdAt));
+      });
+
+      it('lists tokens of a principal and revokes one once (the first revocation time stays)', async () => {
+        const p = principal();
+        await store.createPrincipal(p);
+        const a = token(p.id, { createdAt: T0 + 1 });
+        const b = token(p.id, { createdAt: T0 + 2 });
+        await store.createToken(b);
+        await store.createToken(a);
+        assert.deepEqual(await store.listTokens(p.id), [a, b]);
+        assert.equal(await store.revokeToken(a.id, T0 + 10), true);
+        assert.equal(await store.revokeToken(a.id, T0 + 20), true);
+        assert.equal((await store.getToken(a.id))?.revokedAt, T0 + 10);
+        assert.equal(await store.revokeToken('toknosuchtoken', T0), false);
+        assert.deepEqual(await store.listTokens('ajenobody'), []);
+      });
+
+      it('deletes a principal with its tokens and every binding naming it, and reports the tokens', async () => {
+        const p = principal({ type: 'serviceAccount' });
+        const other = principal({ type: 'serviceAccount' });
+        await store.createPrincipal(p);
+        await store.createPrincipal(other);
+        const t1 = token(p.id);
+        const t2 = token(p.id);
+        const kept = token(other.id);
+        for (const t of [t1, t2, kept]) await store.createToken(t);
+        const mine = { roleId: 'kms.admin', subject: { type: 'serviceAccount' as const, id: p.id } };
+        const theirs = { roleId: 'kms.viewer', subject: { type: 'serviceAccount' as const, id: other.id } };
+        await store.changeBindings({ scope: { type: 'folder', id: FOLDER }, replace: [mine, theirs] });
+        await store.changeBindings({ scope: { type: 'global', id: '' }, replace: [mine] });
+
+        assert.deepEqual((await store.deletePrincipal(p.id))?.sort(), [t1.id, t2.id].sort());
+        assert.equal(await store.getPrincipal(p.id), undefined);
+        assert.equal(await store.getToken(t1.id), undefined);
+        assert.deepEqual(await store.getToken(kept.id), kept);
+        assert.deepEqual(await store.listBindings({ type: 'folder', id: FOLDER }), [theirs]);
+        assert.deepEqual(await store.listBindings({ type: 'global', id: '' }), []);
+        assert.equal(await store.deletePrincipal(p.id), undefined, 'a second delete finds nothing');
+      });
+    });
+
+    describe('access bindings', () => {
+      const sa = (id: string) => ({ type: 'serviceAccount' as const, id });
+      const folder = { type: 'folder' as const, id: FOLDER };
+
+      it('replaces a scope\'s bindings and answers the effective deltas; other scopes are untouched', async () => {
+        const a = { roleId: 'kms.viewer', subject: sa('ajea') };
+        const b = { roleId: 'kms.admin', subject: sa('ajeb') };
+        const c = { roleId: 'kms.editor', subject: { type: 'system' as const, id: 'allAuthenticatedUsers' } };
+        assert.deepEqual(await store.changeBindings({ scope: folder, replace: [a, b, a] }), [
+          { action: 'ADD', binding: a },
+          { action: 'ADD', binding: b },
+        ]);
+        await store.changeBindings({ scope: { type: 'folder', id: OTHER_FOLDER }, replace: [a] });
+        assert.deepEqual(await store.changeBindings({ scope: folder, replace: [b, c] }), [
+          { action: 'REMOVE', binding: a },
+          { action: 'ADD', binding: c },
+        ]);
+        assert.deepEqual(await store.listBindings(folder), [b, c]);
+        assert.deepEqual(await store.listBindings({ type: 'folder', id: OTHER_FOLDER }), [a]);
+        assert.deepEqual(await store.changeBindings({ scope: folder, replace: [] }), [
+          { action: 'REMOVE', binding: b },
+          { action: 'REMOVE', binding: c },
+        ]);
+        assert.deepEqual(await store.listBindings(folder), []);
+      });
+
+      it('applies deltas in order; adding a present or removing an absent binding is not effective', async () => {
+        const a = { roleId: 'kms.viewer', subject: sa('ajea') };
+        const b = { roleId: 'kms.admin', subject: sa('ajeb') };
+        await store.changeBindings({ scope: folder, replace: [a] });
+        const effective = await store.changeBindings({
+          scope: folder,
+          deltas: [
+            { action: 'ADD', binding: a },
+            { action: 'ADD', binding: b },
+            { action: 'REMOVE', binding: { roleId: 'kms.editor', subject: sa('ajec') } },
+            { action: 'REMOVE', binding: a },
+          ],
+        });
+        assert.deepEqual(effective, [
+          { action: 'ADD', binding: b },
+          { action: 'REMOVE', binding: a },
+        ]);
+        assert.deepEqual(await store.listBindings(folder), [b]);
+      });
+
+      it('finds every binding of given subjects across scopes', async () => {
+        const me = sa('ajeme');
+        await store.changeBindings({ scope: { type: 'global', id: '' }, replace: [{ roleId: 'kms.auditor', subject: me }] });
+        await store.changeBindings({ scope: folder, replace: [{ roleId: 'kms.editor', subject: me }, { roleId: 'kms.admin', subject: sa('ajeelse') }] });
+        await store.changeBindings({ scope: { type: 'key', id: 'abjkey' }, replace: [{ roleId: 'kms.keys.encrypter', subject: { type: 'system', id: 'allUsers' } }] });
+        const found = await store.bindingsOfSubjects([me, { type: 'system', id: 'allUsers' }]);
+        const shown = found.map((f) => `${f.scope.type}/${f.scope.id}/${f.binding.roleId}/${f.binding.subject.id}`).sort();
+        assert.deepEqual(shown, ['folder/b1gfolder/kms.editor/ajeme', 'global//kms.auditor/ajeme', 'key/abjkey/kms.keys.encrypter/allUsers']);
+      });
+
+      it('stores a change\'s operation with it, and a failing operation insert leaves the bindings as they were', async () => {
+        const a = { roleId: 'kms.viewer', subject: sa('ajea') };
+        const op = makeOperation('abjkey', { metadata: { type: 'SetAccessBindingsMetadata', resourceId: 'abjkey' }, response: { type: 'Empty' } });
+        await store.changeBindings({ scope: { type: 'key', id: 'abjkey' }, replace: [a], operation: op });
+        assert.deepEqual(await store.getOperation(op.id), op);
+        await rejectsWithCode(store.changeBindings({ scope: { type: 'key', id: 'abjkey' }, replace: [], operation: op }), Code.AlreadyExists, op.id);
+        assert.deepEqual(await store.listBindings({ type: 'key', id: 'abjkey' }), [a]);
+      });
+
+      it('purging a key drops its bindings', async () => {
+        const { key } = await createKey(store);
+        await store.changeBindings({ scope: { type: 'key', id: key.id }, replace: [{ roleId: 'kms.viewer', subject: sa('ajea') }] });
+        await store.commitKeyChange({ key: { ...key, deletedAt: T0, revision: 2 }, expectRevision: 1 });
+        await store.purgeKey(key.id);
+        assert.deepEqual(await store.listBindings({ type: 'key', id: key.id }), []);
+      });
+
+      it('lists only the given keys of a folder when asked', async () => {
+        const { key: a } = await createKey(store, { createdAt: T0 + 1 });
+        await createKey(store, { createdAt: T0 + 2 });
+        const { key: c } = await createKey(store, { createdAt: T0 + 3 });
+        const page = await store.listKeys(FOLDER, { pageSize: 10, pageToken: '' }, new Set([a.id, c.id, 'abjnotakey']));
+        assert.deepEqual(page.items.map((k) => k.id), [a.id, c.id]);
+        assert.deepEqual((await store.listKeys(FOLDER, { pageSize: 10, pageToken: '' }, new Set())).items, []);
+      });
+    });
+
+    describe('audit log', () => {
+      const key = new SecretBytes(Buffer.alloc(32, 9));
+      const seal: AuditAppend['seal'] = (head, events) => sealBatch(key, head, events);
+      const ev = (i: number, fields: Partial<AuditEvent> = {}): AuditEvent => ({
+        time: T0 + i * 1000,
+        event: 'yandex.cloud.audit.kms.Encrypt',
+        method: 'm',
+        subject: { type: 'serviceAccount', id: i % 2 === 0 ? 'ajeeven' : 'ajeodd' },
+        keyId: i % 3 === 0 ? 'abjthree' : 'abjother',
+        code: i % 4 === 0 ? 7 : 0,
+        requestId: `r${i}`,
+        peer: '127.0.0.1',
+        transport: 'rest',
+        ...fields,
+      });
+      const verify = async () => {
+        const v = new ChainVerifier(key);
+        for (const r of await store.scanAudit(0, 10_000)) v.add(r, `seq ${r.seq}`);
+        v.finish(await store.getAuditHead());
+        return v.problems;
+      };
+
+      it('numbers records across appends, keeps them byte for byte, and seals the head', async () => {
+        assert.equal(await store.getAuditHead(), undefined);
+        await store.appendAudit({ events: [ev(1), ev(2)], seal });
+        await store.appendAudit({ events: [ev(3)], seal });
+        const records = await store.scanAudit(0, 100);
+        assert.deepEqual(records.map((r) => r.seq), [1, 2, 3]);
+        assert.equal(records[2]!.body, sealBatch(key, { seq: 2, hash: records[1]!.hash }, [ev(3)]).records[0]!.body);
+        assert.equal((await store.getAuditHead())?.seq, 3);
+        assert.deepEqual(await verify(), []);
+        assert.deepEqual((await store.scanAudit(1, 1)).map((r) => r.seq), [2]);
+      });
+
+      it('queries by time range, subject, key and outcome, in seq order, paged', async () => {
+        await store.appendAudit({ events: Array.from({ length: 12 }, (_, i) => ev(i + 1)), seal });
+        const seqs = async (filter: AuditFilter, pageSize = 100) => {
+          const out: number[] = [];
+          let pageToken = '';
+          do {
+            const page = await store.queryAudit(filter, { pageSize, pageToken });
+            out.push(...page.items.map((r) => r.seq));
+            pageToken = page.nextPageToken;
+          } while (pageToken !== '');
+          return out;
+        };
+        assert.deepEqual(await seqs({}, 5), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert.deepEqual(await seqs({ subjectId: 'ajeeven' }), [2, 4, 6, 8, 10, 12]);
+        assert.deepEqual(await seqs({ keyId: 'abjthree' }, 2), [3, 6, 9, 12]);
+        assert.deepEqual(await seqs({ outcome: 'error' }), [4, 8, 12]);
+        assert.deepEqual(await seqs({ outcome: 'PERMISSION_DENIED', subjectId: 'ajeeven' }), [4, 8, 12]);
+        assert.deepEqual(await seqs({ outcome: 'ok', keyId: 'abjthree' }), [3, 6, 9]);
+        assert.deepEqual(await seqs({ from: T0 + 3000, to: T0 + 6000 }), [3, 4, 5]);
+        await rejectsWithCode(store.queryAudit({ outcome: 'MAYBE' }, { pageSize: 1, pageToken: '' }), Code.InvalidArgument, 'outcome');
+        await rejectsWithCode(store.queryAudit({}, { pageSize: 1, pageToken: '!!' }), Code.InvalidArgument, 'page_token');
+      });
+
+      it('commits a key change and its record together: a failed change leaves no record', async () => {
+        const { key: k } = await createKey(store);
+        await store.commitKeyChange({ key: { ...k, name: 'renamed', revision: 2 }, expectRevision: 1, audit: { events: [ev(1)], seal } });
+        await rejectsWithCode(store.commitKeyChange({ key: { ...k, name: 'stale', revision: 2 }, expectRevision: 1, audit: { events: [ev(2)], seal } }), Code.Aborted);
+        const p = { id: testId('aje'), type: 'userAccount' as const, name: 'x', createdAt: T0 };
+        await store.createPrincipal(p, { events: [ev(3)], seal });
+        await rejectsWithCode(store.createPrincipal(p, { events: [ev(4)], seal }), Code.AlreadyExists);
+        assert.deepEqual((await store.scanAudit(0, 10)).map((r) => JSON.parse(r.body).requestId), ['r1', 'r3']);
+        assert.deepEqual(await verify(), []);
+      });
+
+      it('a record that cannot be sealed fails the change with UNAVAILABLE and writes nothing', async () => {
+        const { key: k } = await createKey(store);
+        const broken: AuditAppend = {
+          events: [ev(1)],
+          seal: () => {
+            throw new Error('no key');
+          },
+        };
+        await rejectsWithCode(store.commitKeyChange({ key: { ...k, name: 'renamed', revision: 2 }, expectRevision: 1, audit: broken }), Code.Unavailable);
+        assert.equal((await store.getKey(k.id))?.name, k.name);
+        await rejectsWithCode(store.changeBindings({ scope: { type: 'key', id: k.id }, replace: [{ roleId: 'kms.viewer', subject: { type: 'system', id: 'allUsers' } }], audit: broken }), Code.Unavailable);
+        assert.deepEqual(await store.listBindings({ type: 'key', id: k.id }), []);
+        assert.deepEqual(await store.scanAudit(0, 10), []);
+      });
+
+      it('concurrent appends make one unbroken chain without gaps', async () => {
+        await Promise.all(Array.from({ length: 20 }, (_, i) => store.appendAudit({ events: [ev(i + 1), ev(i + 100)], seal })));
+        const records = await store.scanAudit(0, 1000);
+        assert.deepEqual(records.map((r) => r.seq), Array.from({ length: 40 }, (_, i) => i + 1));
+        assert.deepEqual(await verify(), []);
       });
     });
 

@@ -12,8 +12,8 @@ export const keysetSql = (p: { select: string; scope: string; order: 'ASC' | 'DE
   sharedKeysetSql({ ...p, position: '(@at::bigint, @id::text)' });
 
 export class KeysetList<Row extends PositionedRow> {
-  private readonly firstPage: Statement<{ scope: string; limit: number }, Row>;
-  private readonly nextPage: Statement<{ scope: string; limit: number; at: number; id: string }, Row>;
+  private readonly firstPage: Statement<Record<string, unknown>, Row>;
+  private readonly nextPage: Statement<Record<string, unknown>, Row>;
 
   constructor(sql: KeysetSql) {
     this.firstPage = statement(sql.firstPage);
@@ -21,13 +21,13 @@ export class KeysetList<Row extends PositionedRow> {
   }
 
   /** Throws the INVALID_ARGUMENT of decodeCursor for a token this service did not issue. */
-  async page(db: Queryable, scope: string, request: PageRequest): Promise<Page<Row>> {
+  async page(db: Queryable, scope: string, request: PageRequest, extra: Record<string, unknown> = {}): Promise<Page<Row>> {
     const cursor = decodeCursor(request.pageToken);
     const size = effectivePageSize(request.pageSize);
     const rows =
       cursor === undefined
-        ? await all(db, this.firstPage, { scope, limit: size + 1 })
-        : await all(db, this.nextPage, { scope, limit: size + 1, at: cursor.at, id: cursor.id });
+        ? await all(db, this.firstPage, { ...extra, scope, limit: size + 1 })
+        : await all(db, this.nextPage, { ...extra, scope, limit: size + 1, at: cursor.at, id: cursor.id });
     return pageOf(rows, size);
   }
 }

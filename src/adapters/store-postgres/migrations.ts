@@ -98,12 +98,55 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: 'access bindings, audit log; principals lose the admin flag to a global kms.admin binding',
+    sql: `
+      CREATE TABLE access_bindings (
+        scope_type   TEXT COLLATE "C" NOT NULL CHECK (scope_type IN ('global', 'folder', 'key')),
+        scope_id     TEXT COLLATE "C" NOT NULL,
+        role_id      TEXT COLLATE "C" NOT NULL,
+        subject_type TEXT COLLATE "C" NOT NULL,
+        subject_id   TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope_type, scope_id, role_id, subject_type, subject_id)
+      );
+      CREATE INDEX access_bindings_by_subject ON access_bindings (subject_type, subject_id);
+
+      INSERT INTO access_bindings (scope_type, scope_id, role_id, subject_type, subject_id)
+        SELECT 'global', '', 'kms.admin', type, id FROM principals WHERE admin;
+      ALTER TABLE principals DROP COLUMN admin;
+      ALTER TABLE principals ADD COLUMN description TEXT;
+      ALTER TABLE tokens ADD COLUMN description TEXT;
+
+      -- body is the record's canonical JSON, hash its HMAC chain value (crypto/audit-chain.ts);
+      -- the other columns repeat fields of body for queries.
+      CREATE TABLE audit_log (
+        seq        BIGINT PRIMARY KEY,
+        at         BIGINT NOT NULL,
+        subject_id TEXT   COLLATE "C" NOT NULL,
+        key_id     TEXT   COLLATE "C",
+        code       INTEGER NOT NULL,
+        body       TEXT   NOT NULL,
+        hash       TEXT   NOT NULL
+      );
+      CREATE INDEX audit_log_by_at ON audit_log (at, seq);
+      CREATE INDEX audit_log_by_subject ON audit_log (subject_id, seq);
+      CREATE INDEX audit_log_by_key ON audit_log (key_id, seq) WHERE key_id IS NOT NULL;
+
+      CREATE TABLE audit_head (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        seq  BIGINT NOT NULL,
+        hash TEXT   NOT NULL,
+        mac  TEXT   NOT NULL
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.length;
 
 /** The tables of the schema, for tests and tools that empty or drop them. */
-export const TABLES = ['tokens', 'principals', 'operations', 'key_versions', 'keys', 'meta'] as const;
+export const TABLES = ['audit_head', 'audit_log', 'access_bindings', 'tokens', 'principals', 'operations', 'key_versions', 'keys', 'meta'] as const;
 
 export class SchemaVersionError extends Error {
   override name = 'SchemaVersionError';

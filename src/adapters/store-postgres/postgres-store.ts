@@ -3,13 +3,18 @@ import type { KeyVersion, SymmetricKey } from '../../domain/key.js';
 import type { Operation } from '../../domain/operation.js';
 import type { Page, PageRequest } from '../../domain/paging.js';
 import type { Principal, TokenRecord } from '../../domain/principal.js';
+import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, type Subject } from '../../domain/access.js';
+import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
-import type { KeyChange, Store } from '../../ports/store.js';
+import type { AccessBindingChange, AuditAppend, KeyChange, Store } from '../../ports/store.js';
+import { auditPage, auditQuery, auditRow } from '../store-rows/audit-rows.js';
 import { mapPage } from './keyset-page.js';
 import { migrate, schemaVersion } from './migrations.js';
 import { connectionProblem, translateDriverError, translatingConstraints, type ErrorFor } from './pg-errors.js';
 import {
+  bindingToRow,
   keyToRow,
+  rowToBinding,
   operationToRow,
   principalToRow,
   rowToKey,
@@ -21,7 +26,7 @@ import {
   TYPE_PARSERS,
   versionToRow,
 } from './row-mapping.js';
-import { all, first, run, type Queryable } from './statement.js';
+import { all, first, run, statement, type Queryable, type Statement } from './statement.js';
 import { STATEMENTS as S } from './statements.js';
 
 // The Store port on a pg connection pool, for several kmsd nodes sharing one database. A read is
@@ -103,6 +108,7 @@ const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined =>
 
 export class PostgresStore implements Store {
   private closed = false;
+  private readonly auditQueries = new Map<string, Statement<Record<string, string | number>, StoredAuditRecord>>();
 
   /** Use openPostgresStore: it migrates the schema these statements need. */
   constructor(private readonly pool: pg.Pool) {}
@@ -123,7 +129,8 @@ export class PostgresStore implements Store {
     });
   }
 
-  async listKeys(folderId: string, page: PageRequest): Promise<Page<SymmetricKey>> {
+  async listKeys(folderId: string, page: PageRequest, only?: ReadonlySet<string>): Promise<Page<SymmetricKey>> {
+    if (only !== undefined) return this.read(async (db) => mapPage(await S.listKeysAmong.page(db, folderId, page, { ids: [...only] }), rowToKey));
     return this.read(async (db) => mapPage(await S.listKeys.page(db, folderId, page), rowToKey));
   }
 
@@ -170,25 +177,127 @@ export class PostgresStore implements Store {
     });
   }
 
-  async createPrincipal(p: Principal): Promise<void> {
-    await this.read((db) =>
-      translatingConstraints(() => run(db, S.insertPrincipal, principalToRow(p)), {
+  async createPrincipal(p: Principal, audit?: AuditAppend): Promise<void> {
+    await this.transaction(async (db) => {
+      await translatingConstraints(() => run(db, S.insertPrincipal, principalToRow(p)), {
         principals_pkey: alreadyExists(`principal ${p.id}`),
-      }),
-    );
+      });
+      await this.appendAuditRecords(db, audit);
+    });
   }
 
   async getPrincipal(id: string): Promise<Principal | undefined> {
     return this.read(async (db) => ifFound(await first(db, S.getPrincipal, { id }), rowToPrincipal));
   }
 
-  async createToken(t: TokenRecord): Promise<void> {
-    await this.read((db) =>
-      translatingConstraints(() => run(db, S.insertToken, tokenToRow(t)), {
+  async listPrincipals(page: PageRequest): Promise<Page<Principal>> {
+    return this.read(async (db) => mapPage(await S.listPrincipals.page(db, '', page), rowToPrincipal));
+  }
+
+  async deletePrincipal(id: string, audit?: AuditAppend): Promise<string[] | undefined> {
+    let removed: string[] | undefined;
+    await this.transaction(async (db) => {
+      const found = await first(db, S.lockPrincipal, { id });
+      if (found === undefined) return;
+      removed = (await all(db, S.deleteTokensOfPrincipal, { principal_id: id })).map((r) => r.id);
+      await run(db, S.deleteBindingsOfSubject, { subject_type: found.type, subject_id: id });
+      await run(db, S.deletePrincipal, { id });
+      await this.appendAuditRecords(db, audit);
+    });
+    return removed;
+  }
+
+  async createToken(t: TokenRecord, audit?: AuditAppend): Promise<void> {
+    await this.transaction(async (db) => {
+      await translatingConstraints(() => run(db, S.insertToken, tokenToRow(t)), {
         tokens_pkey: alreadyExists(`token ${t.id}`),
         tokens_principal_id_fkey: (cause) => new KmsError(Code.NotFound, `principal ${t.principalId} not found`, { cause }),
-      }),
-    );
+      });
+      await this.appendAuditRecords(db, audit);
+    });
+  }
+
+  async listTokens(principalId: string): Promise<TokenRecord[]> {
+    return this.read(async (db) => (await all(db, S.listTokens, { principal_id: principalId })).map(rowToToken));
+  }
+
+  async revokeToken(id: string, at: number, audit?: AuditAppend): Promise<boolean> {
+    let found = false;
+    await this.transaction(async (db) => {
+      found = (await run(db, S.revokeToken, { id, at })) > 0;
+      if (found) await this.appendAuditRecords(db, audit);
+    });
+    return found;
+  }
+
+  async listBindings(scope: Scope): Promise<AccessBinding[]> {
+    return this.read(async (db) => (await all(db, S.listBindings, { scope_type: scope.type, scope_id: scope.id })).map((r) => rowToBinding(r).binding));
+  }
+
+  async bindingsOfSubjects(subjects: readonly Subject[]): Promise<{ scope: Scope; binding: AccessBinding }[]> {
+    return this.read(async (db) => {
+      const out: { scope: Scope; binding: AccessBinding }[] = [];
+      for (const s of subjects) out.push(...(await all(db, S.bindingsOfSubject, { subject_type: s.type, subject_id: s.id })).map(rowToBinding));
+      return out;
+    });
+  }
+
+  async changeBindings(change: AccessBindingChange): Promise<BindingDelta[]> {
+    let effective: BindingDelta[] = [];
+    await this.transaction(async (db) => {
+      const ref = { scope_type: change.scope.type, scope_id: change.scope.id };
+      await first(db, S.lockScope, ref);
+      const current = (await all(db, S.listBindings, ref)).map((r) => rowToBinding(r).binding);
+      effective = effectiveDeltas(current, change);
+      for (const d of effective) await run(db, d.action === 'ADD' ? S.insertBinding : S.deleteBinding, bindingToRow(change.scope, d.binding));
+      const op = change.operation;
+      if (op !== undefined) {
+        await translatingConstraints(() => run(db, S.insertOperation, operationToRow(op)), {
+          operations_pkey: alreadyExists(`operation ${op.id}`),
+          operations_by_idempotency_key: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
+        });
+      }
+      await this.appendAuditRecords(db, change.audit);
+    });
+    return effective;
+  }
+
+  async appendAudit(append: AuditAppend): Promise<void> {
+    await this.transaction((db) => this.appendAuditRecords(db, append));
+  }
+
+  async getAuditHead(): Promise<AuditHead | undefined> {
+    return this.read((db) => first(db, S.getAuditHead, {}));
+  }
+
+  async scanAudit(afterSeq: number, limit: number): Promise<StoredAuditRecord[]> {
+    return this.read((db) => all(db, S.scanAudit, { after: afterSeq, limit }));
+  }
+
+  async queryAudit(filter: AuditFilter, page: PageRequest): Promise<Page<StoredAuditRecord>> {
+    const q = auditQuery(filter, page);
+    let stmt = this.auditQueries.get(q.sql);
+    if (stmt === undefined) {
+      stmt = statement<Record<string, string | number>, StoredAuditRecord>(q.sql);
+      this.auditQueries.set(q.sql, stmt);
+    }
+    const compiled = stmt;
+    return this.read(async (db) => auditPage(await all(db, compiled, q.params), q.size));
+  }
+
+  /** Appends audit records and moves the sealed head, inside the caller's transaction. */
+  private async appendAuditRecords(db: pg.PoolClient, append: AuditAppend | undefined): Promise<void> {
+    if (append === undefined || append.events.length === 0) return;
+    try {
+      await first(db, S.lockAuditChain, {});
+      const sealed = append.seal(await first(db, S.getAuditHead, {}), append.events);
+      for (const r of sealed.records) await run(db, S.insertAudit, auditRow(r));
+      await run(db, S.setAuditHead, sealed.head);
+    } catch (e) {
+      if (connectionProblem(e) !== undefined) throw e;
+      // Fails the whole transaction: a change is never committed without its record.
+      throw new KmsError(Code.Unavailable, 'the audit log cannot be written; nothing was changed', { cause: e });
+    }
   }
 
   async getToken(id: string): Promise<TokenRecord | undefined> {
@@ -290,6 +399,7 @@ export class PostgresStore implements Store {
         operations_by_idempotency_key: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
       });
     }
+    await this.appendAuditRecords(db, change.audit);
   }
 
   /** The body of purgeKey, inside its transaction. */
@@ -298,6 +408,7 @@ export class PostgresStore implements Store {
     if (row === undefined) return; // already purged, perhaps by another node
     if (row.deleted_at === null) throw ERR.failedPrecondition(`key ${keyId} is not deleted and cannot be purged`);
     await run(db, S.deleteVersionsOfKey, { key_id: keyId });
+    await run(db, S.deleteBindingsOfScope, { scope_type: 'key', scope_id: keyId });
     await run(db, S.deleteKey, { id: keyId });
   }
 }

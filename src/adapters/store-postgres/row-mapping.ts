@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { rowMapping, type KeyRow as Key, type OperationRow as Op, type PrincipalRow as Principal, type VersionRow as Version } from '../store-rows/row-mapping.js';
+import { rowMapping, type KeyRow as Key, type OperationRow as Op, type VersionRow as Version } from '../store-rows/row-mapping.js';
 
 // PostgreSQL has real booleans; BIGINT columns arrive as numbers and JSON columns as their text
 // (see TYPE_PARSERS), so rows map exactly as in ../store-rows/row-mapping.ts.
@@ -7,8 +7,8 @@ import { rowMapping, type KeyRow as Key, type OperationRow as Op, type Principal
 export type KeyRow = Key<boolean>;
 export type VersionRow = Version<boolean>;
 export type OperationRow = Op<boolean>;
-export type PrincipalRow = Principal<boolean>;
-export type { TokenRow } from '../store-rows/row-mapping.js';
+export type { BindingRow, PrincipalRow, TokenRow } from '../store-rows/row-mapping.js';
+export { bindingToRow, rowToBinding } from '../store-rows/row-mapping.js';
 
 const INT8_OID = 20;
 const JSON_OID = 114;

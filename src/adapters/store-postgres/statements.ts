@@ -1,5 +1,6 @@
 import { KeysetList, keysetSql } from './keyset-page.js';
-import type { KeyRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
+import type { BindingRow, KeyRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
+import type { AuditRow } from '../store-rows/audit-rows.js';
 import { statement } from './statement.js';
 
 // Every SQL statement of the PostgreSQL store, in one place, the same queries as the SQLite store's
@@ -51,7 +52,7 @@ const OPERATION_COLUMNS = columns<OperationRow>({
   error: true,
   idempotency_key: true,
 });
-const PRINCIPAL_COLUMNS = columns<PrincipalRow>({ id: true, type: true, name: true, created_at: true, admin: true });
+const PRINCIPAL_COLUMNS = columns<PrincipalRow>({ id: true, type: true, name: true, description: true, created_at: true });
 const TOKEN_COLUMNS = columns<TokenRow>({
   id: true,
   principal_id: true,
@@ -59,7 +60,9 @@ const TOKEN_COLUMNS = columns<TokenRow>({
   created_at: true,
   expires_at: true,
   revoked_at: true,
+  description: true,
 });
+const BINDING_COLUMNS = columns<BindingRow>({ scope_type: true, scope_id: true, role_id: true, subject_type: true, subject_id: true });
 
 const insertInto = (table: string, cols: readonly string[]): string =>
   `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`;
@@ -83,6 +86,7 @@ export const SQL = {
   keysDueForRotation: `${select('keys', KEY_COLUMNS)} WHERE rotation_due_at <= @now ORDER BY rotation_due_at, id LIMIT @limit`,
   deletedKeys: `${select('keys', KEY_COLUMNS)} WHERE deleted_at < @before ORDER BY deleted_at, id LIMIT @limit`,
   listKeys: keysetSql({ select: select('keys', KEY_COLUMNS), scope: 'folder_id = @scope AND deleted_at IS NULL', order: 'ASC' }),
+  listKeysAmong: keysetSql({ select: select('keys', KEY_COLUMNS), scope: 'folder_id = @scope AND deleted_at IS NULL AND id = ANY(@ids::text[])', order: 'ASC' }),
 
   getVersion: `${select('key_versions', VERSION_COLUMNS)} WHERE key_id = @key_id AND id = @id`,
   getWrappedMaterial: 'SELECT wrapped_material FROM key_versions WHERE key_id = @key_id AND id = @id',
@@ -109,8 +113,37 @@ export const SQL = {
 
   getPrincipal: `${select('principals', PRINCIPAL_COLUMNS)} WHERE id = @id`,
   insertPrincipal: insertInto('principals', PRINCIPAL_COLUMNS),
+  // The scope parameter is always '': principals are one list.
+  listPrincipals: keysetSql({ select: select('principals', PRINCIPAL_COLUMNS), scope: `@scope::text = ''`, order: 'ASC' }),
+  lockPrincipal: `${select('principals', PRINCIPAL_COLUMNS)} WHERE id = @id FOR UPDATE`,
+  deletePrincipal: 'DELETE FROM principals WHERE id = @id',
   getToken: `${select('tokens', TOKEN_COLUMNS)} WHERE id = @id`,
   insertToken: insertInto('tokens', TOKEN_COLUMNS),
+  listTokens: `${select('tokens', TOKEN_COLUMNS)} WHERE principal_id = @principal_id ORDER BY created_at, id`,
+  deleteTokensOfPrincipal: 'DELETE FROM tokens WHERE principal_id = @principal_id RETURNING id',
+  revokeToken: 'UPDATE tokens SET revoked_at = coalesce(revoked_at, @at::bigint) WHERE id = @id',
+
+  listBindings:
+    `${select('access_bindings', BINDING_COLUMNS)} WHERE scope_type = @scope_type AND scope_id = @scope_id ` +
+    'ORDER BY role_id, subject_type, subject_id',
+  bindingsOfSubject: `${select('access_bindings', BINDING_COLUMNS)} WHERE subject_type = @subject_type AND subject_id = @subject_id`,
+  insertBinding: `${insertInto('access_bindings', BINDING_COLUMNS)} ON CONFLICT DO NOTHING`,
+  deleteBinding:
+    'DELETE FROM access_bindings WHERE scope_type = @scope_type AND scope_id = @scope_id AND role_id = @role_id ' +
+    'AND subject_type = @subject_type AND subject_id = @subject_id',
+  deleteBindingsOfScope: 'DELETE FROM access_bindings WHERE scope_type = @scope_type AND scope_id = @scope_id',
+  deleteBindingsOfSubject: 'DELETE FROM access_bindings WHERE subject_type = @subject_type AND subject_id = @subject_id',
+  // Serialises changes of one scope's bindings across nodes (the rows may not exist yet, so they cannot be locked).
+  lockScope: `SELECT pg_advisory_xact_lock(${0x6b6d7362 /* "kmsb" */}, hashtext(@scope_type || '/' || @scope_id))`,
+
+  // Serialises appends to the audit chain across nodes: the head row may not exist yet.
+  lockAuditChain: `SELECT pg_advisory_xact_lock(${0x6b6d7361 /* "kmsa" */}, hashtext(current_schema()))`,
+  getAuditHead: 'SELECT seq, hash, mac FROM audit_head WHERE id = 1',
+  setAuditHead:
+    'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, @seq, @hash, @mac) ' +
+    'ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac',
+  insertAudit: 'INSERT INTO audit_log (seq, at, subject_id, key_id, code, body, hash) VALUES (@seq, @at, @subject_id, @key_id, @code, @body, @hash)',
+  scanAudit: 'SELECT seq, body, hash FROM audit_log WHERE seq > @after ORDER BY seq LIMIT @limit',
 
   getMeta: 'SELECT value FROM meta WHERE name = @name',
   insertMetaIfAbsent: 'INSERT INTO meta (name, value) VALUES (@name, @value) ON CONFLICT (name) DO NOTHING',
@@ -119,6 +152,9 @@ export const SQL = {
 type ById = { id: string };
 type VersionRef = { key_id: string; id: string };
 type Due = { now: number; limit: number };
+type ScopeRef = { scope_type: string; scope_id: string };
+type SubjectRef = { subject_type: string; subject_id: string };
+type AuditHeadRow = { seq: number; hash: string; mac: string };
 
 /** The statements, compiled once; they hold no connection, so one set serves every store. */
 export const STATEMENTS = {
@@ -130,6 +166,7 @@ export const STATEMENTS = {
   keysDueForRotation: statement<Due, KeyRow>(SQL.keysDueForRotation),
   deletedKeys: statement<{ before: number; limit: number }, KeyRow>(SQL.deletedKeys),
   listKeys: new KeysetList<KeyRow>(SQL.listKeys),
+  listKeysAmong: new KeysetList<KeyRow>(SQL.listKeysAmong),
 
   getVersion: statement<VersionRef, VersionRow>(SQL.getVersion),
   getWrappedMaterial: statement<VersionRef, { wrapped_material: Buffer | null }>(SQL.getWrappedMaterial),
@@ -151,6 +188,26 @@ export const STATEMENTS = {
   insertPrincipal: statement<PrincipalRow>(SQL.insertPrincipal),
   getToken: statement<ById, TokenRow>(SQL.getToken),
   insertToken: statement<TokenRow>(SQL.insertToken),
+  listPrincipals: new KeysetList<PrincipalRow>(SQL.listPrincipals),
+  lockPrincipal: statement<ById, PrincipalRow>(SQL.lockPrincipal),
+  deletePrincipal: statement<ById>(SQL.deletePrincipal),
+  listTokens: statement<{ principal_id: string }, TokenRow>(SQL.listTokens),
+  deleteTokensOfPrincipal: statement<{ principal_id: string }, { id: string }>(SQL.deleteTokensOfPrincipal),
+  revokeToken: statement<{ id: string; at: number }>(SQL.revokeToken),
+
+  listBindings: statement<ScopeRef, BindingRow>(SQL.listBindings),
+  bindingsOfSubject: statement<SubjectRef, BindingRow>(SQL.bindingsOfSubject),
+  insertBinding: statement<BindingRow>(SQL.insertBinding),
+  deleteBinding: statement<BindingRow>(SQL.deleteBinding),
+  deleteBindingsOfScope: statement<ScopeRef>(SQL.deleteBindingsOfScope),
+  deleteBindingsOfSubject: statement<SubjectRef>(SQL.deleteBindingsOfSubject),
+  lockScope: statement<ScopeRef>(SQL.lockScope),
+
+  lockAuditChain: statement<Record<string, never>>(SQL.lockAuditChain),
+  getAuditHead: statement<Record<string, never>, AuditHeadRow>(SQL.getAuditHead),
+  setAuditHead: statement<AuditHeadRow>(SQL.setAuditHead),
+  insertAudit: statement<AuditRow>(SQL.insertAudit),
+  scanAudit: statement<{ after: number; limit: number }, { seq: number; body: string; hash: string }>(SQL.scanAudit),
 
   getMeta: statement<{ name: string }, { value: string }>(SQL.getMeta),
   insertMetaIfAbsent: statement<{ name: string; value: string }>(SQL.insertMetaIfAbsent),

@@ -75,7 +75,8 @@ describe('SqliteStore', () => {
     const { key, primary } = await createKey(first, { rotationPeriodMs: DAY_MS });
     const op = makeOperation(key.id, { idempotencyKey: 'retry-1' });
     await first.commitKeyChange({ key: { ...key, revision: 2 }, expectRevision: 1, operation: op });
-    await first.createPrincipal({ id: 'ajeadmin', type: 'userAccount', name: 'admin', createdAt: T0, admin: true });
+    await first.createPrincipal({ id: 'ajeadmin', type: 'userAccount', name: 'admin', createdAt: T0 });
+    await first.changeBindings({ scope: { type: 'global', id: '' }, replace: [{ roleId: 'kms.admin', subject: { type: 'userAccount', id: 'ajeadmin' } }] });
     await first.createToken({ id: 'tok1', principalId: 'ajeadmin', secretHash: Buffer.alloc(32, 7), createdAt: T0 });
     await first.initMeta('root-key-check', 'abc');
     await first.close();
@@ -87,7 +88,8 @@ describe('SqliteStore', () => {
       assert.ok((await second.getWrappedMaterial(key.id, primary.id))?.length);
       assert.deepEqual(await second.getOperation(op.id), op);
       assert.deepEqual(await second.findOperationByIdempotencyKey(op.createdBy, 'retry-1'), op);
-      assert.equal((await second.getPrincipal('ajeadmin'))?.admin, true);
+      assert.equal((await second.getPrincipal('ajeadmin'))?.name, 'admin');
+      assert.deepEqual(await second.listBindings({ type: 'global', id: '' }), [{ roleId: 'kms.admin', subject: { type: 'userAccount', id: 'ajeadmin' } }]);
       assert.deepEqual((await second.getToken('tok1'))?.secretHash, Buffer.alloc(32, 7));
       assert.equal(await second.getMeta('root-key-check'), 'abc');
       assert.deepEqual(await second.findKeysDueForRotation(T0 + DAY_MS, 10), [{ ...key, revision: 2 }]);
