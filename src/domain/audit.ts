@@ -43,7 +43,9 @@ export interface AuditHead {
 }
 
 export interface AuditFilter {
+  /** Inclusive. */
   readonly from?: number;
+  /** Exclusive. */
   readonly to?: number;
   readonly subjectId?: string;
   readonly keyId?: string;

@@ -10,7 +10,7 @@ import type { Principal, TokenRecord } from '../../src/domain/principal.js';
 import { Code, isKmsError } from '../../src/errors/kms-error.js';
 import type { AuditAppend, KeyChange, Store } from '../../src/ports/store.js';
 import type { AuditEvent, AuditFilter } from '../../src/domain/audit.js';
-import { ChainVerifier, sealBatch } from '../../src/crypto/audit-chain.js';
+import { ChainVerifier, sealBatch, type ChainProblem, type SealedBatch } from '../../src/crypto/audit-chain.js';
 import { SecretBytes } from '../../src/crypto/secret-bytes.js';
 
 // The behaviour every Store adapter must have. It talks to the store only through the port, so
@@ -97,6 +97,45 @@ export async function updateKey(
   const updated = { ...next, revision: key.revision + 1 };
   await store.commitKeyChange({ ...extra, key: updated, expectRevision: key.revision });
   return updated;
+}
+
+export function makePrincipal(fields: Partial<Principal> = {}): Principal {
+  return { id: testId('aje'), type: 'userAccount', name: 'someone', createdAt: T0, ...fields };
+}
+
+export function makeToken(principalId: string, fields: Partial<TokenRecord> = {}): TokenRecord {
+  return { id: testId('tok'), principalId, secretHash: material(`secret-${principalId}`), createdAt: T0, ...fields };
+}
+
+/** The chain key of the audit fixtures (the service holds it wrapped by the root key). */
+export const AUDIT_KEY = new SecretBytes(Buffer.alloc(32, 9));
+export const auditSeal: AuditAppend['seal'] = (head, events) => sealBatch(AUDIT_KEY, head, events);
+
+/**
+ * The i-th audit event: subject ajeeven/ajeodd by parity, key abjthree when i is a multiple of 3
+ * (abjother otherwise), PERMISSION_DENIED when a multiple of 4, requestId `r<i>`, time T0 + i s.
+ */
+export function auditEvent(i: number, fields: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    time: T0 + i * 1000,
+    event: 'yandex.cloud.audit.kms.Encrypt',
+    method: 'm',
+    subject: { type: 'serviceAccount', id: i % 2 === 0 ? 'ajeeven' : 'ajeodd' },
+    keyId: i % 3 === 0 ? 'abjthree' : 'abjother',
+    code: i % 4 === 0 ? Code.PermissionDenied : 0,
+    requestId: `r${i}`,
+    peer: '127.0.0.1',
+    transport: 'rest',
+    ...fields,
+  };
+}
+
+/** What ChainVerifier finds wrong with the store's whole audit log and head; [] for a sound chain. */
+export async function auditChainProblems(store: Store): Promise<ChainProblem[]> {
+  const v = new ChainVerifier(AUDIT_KEY);
+  for (const r of await store.scanAudit(0, 100_000)) v.add(r, `seq ${r.seq}`);
+  v.finish(await store.getAuditHead());
+  return v.problems;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -679,20 +718,8 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
     });
 
     describe('principals and tokens', () => {
-      const principal = (fields: Partial<Principal> = {}): Principal => ({
-        id: testId('aje'),
-        type: 'userAccount',
-        name: 'someone',
-        createdAt: T0,
-        ...fields,
-      });
-      const token = (principalId: string, fields: Partial<TokenRecord> = {}): TokenRecord => ({
-        id: testId('tok'),
-        principalId,
-        secretHash: material(`secret-${principalId}`),
-        createdAt: T0,
-        ...fields,
-      });
+      const principal = makePrincipal;
+      const token = makeToken;
 
       it('round-trips principals of every kind', async () => {
         const all = [principal(), principal({ type: 'serviceAccount', name: 'ci', description: 'the CI robot' }), principal({ name: 'kmsd', createdAt: T0 + 9 })];
@@ -735,6 +762,12 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.deepEqual(items, [...made].sort((a, b) => a.createdAt - b.createdAt));
       });
 
+      it('orders principals created at the same time by id', async () => {
+        const made = [principal(), principal(), principal()];
+        for (const p of [...made].reverse()) await store.createPrincipal(p);
+        assert.deepEqual(ids((await allPages((req) => store.listPrincipals(req), 1)).items), ids(made));
+      });
+
       it('lists tokens of a principal and revokes one once (the first revocation time stays)', async () => {
         const p = principal();
         await store.createPrincipal(p);
@@ -771,6 +804,17 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.deepEqual(await store.listBindings({ type: 'folder', id: FOLDER }), [theirs]);
         assert.deepEqual(await store.listBindings({ type: 'global', id: '' }), []);
         assert.equal(await store.deletePrincipal(p.id), undefined, 'a second delete finds nothing');
+      });
+
+      it('deletes a principal without tokens, answering no token ids, and leaves a same-id subject of another type bound', async () => {
+        const p = principal({ type: 'userAccount' });
+        await store.createPrincipal(p);
+        const asUser = { roleId: 'kms.viewer', subject: { type: 'userAccount' as const, id: p.id } };
+        const asRobot = { roleId: 'kms.viewer', subject: { type: 'serviceAccount' as const, id: p.id } };
+        await store.changeBindings({ scope: { type: 'folder', id: FOLDER }, replace: [asUser, asRobot] });
+        assert.deepEqual(await store.deletePrincipal(p.id), []);
+        assert.deepEqual(await store.listBindings({ type: 'folder', id: FOLDER }), [asRobot]);
+        assert.deepEqual(ids((await store.listPrincipals(firstPage)).items), []);
       });
     });
 
@@ -830,6 +874,32 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.deepEqual(shown, ['folder/b1gfolder/kms.editor/ajeme', 'global//kms.auditor/ajeme', 'key/abjkey/kms.keys.encrypter/allUsers']);
       });
 
+      it('finds bindings by subject type and id together, and nothing for no subjects', async () => {
+        await store.changeBindings({ scope: folder, replace: [{ roleId: 'kms.viewer', subject: { type: 'userAccount', id: 'ajesame' } }] });
+        assert.deepEqual(await store.bindingsOfSubjects([sa('ajesame')]), []);
+        assert.deepEqual(await store.bindingsOfSubjects([]), []);
+        assert.deepEqual(await store.bindingsOfSubjects([{ type: 'userAccount', id: 'ajesame' }]), [
+          { scope: folder, binding: { roleId: 'kms.viewer', subject: { type: 'userAccount', id: 'ajesame' } } },
+        ]);
+      });
+
+      it('serialises concurrent changes of one scope: each sees the bindings the one before left', async () => {
+        const x = { roleId: 'kms.viewer', subject: sa('ajex') };
+        const adds = await Promise.all(Array.from({ length: 10 }, () => store.changeBindings({ scope: folder, deltas: [{ action: 'ADD', binding: x }] })));
+        assert.deepEqual(
+          adds.filter((d) => d.length > 0),
+          [[{ action: 'ADD', binding: x }]],
+          'exactly one of the additions of the same binding is effective',
+        );
+        await store.changeBindings({ scope: folder, replace: [] });
+        const each = Array.from({ length: 10 }, (_, i) => ({ roleId: 'kms.viewer', subject: sa(`ajeeach${i}`) }));
+        const replaced = await Promise.all(each.map((b) => store.changeBindings({ scope: folder, replace: [b] })));
+        assert.equal((await store.listBindings(folder)).length, 1, 'the last replacement wins whole');
+        const count = (action: string) => replaced.flat().filter((d) => d.action === action).length;
+        assert.equal(count('ADD'), 10);
+        assert.equal(count('REMOVE'), 9, 'every replacement but the first removed the binding of the one before');
+      });
+
       it('stores a change\'s operation with it, and a failing operation insert leaves the bindings as they were', async () => {
         const a = { roleId: 'kms.viewer', subject: sa('ajea') };
         const op = makeOperation('abjkey', { metadata: { type: 'SetAccessBindingsMetadata', resourceId: 'abjkey' }, response: { type: 'Empty' } });
@@ -855,29 +925,27 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.deepEqual(page.items.map((k) => k.id), [a.id, c.id]);
         assert.deepEqual((await store.listKeys(FOLDER, { pageSize: 10, pageToken: '' }, new Set())).items, []);
       });
+
+      it('pages through only the given keys, leaving out deleted keys and keys of other folders', async () => {
+        const wanted = [];
+        for (let i = 1; i <= 5; i++) wanted.push((await createKey(store, { createdAt: T0 + i })).key);
+        const { key: deleted } = await createKey(store, { createdAt: T0 + 6, deletedAt: T0 + 7 });
+        const { key: elsewhere } = await createKey(store, { createdAt: T0 + 8, folderId: OTHER_FOLDER });
+        await createKey(store, { createdAt: T0 + 9 });
+        const only = new Set([...wanted.map((k) => k.id), deleted.id, elsewhere.id]);
+        const { items, pages } = await allPages((req) => store.listKeys(FOLDER, req, only), 2);
+        assert.equal(pages, 3);
+        assert.deepEqual(ids(items), ids(wanted));
+      });
     });
 
     describe('audit log', () => {
-      const key = new SecretBytes(Buffer.alloc(32, 9));
-      const seal: AuditAppend['seal'] = (head, events) => sealBatch(key, head, events);
-      const ev = (i: number, fields: Partial<AuditEvent> = {}): AuditEvent => ({
-        time: T0 + i * 1000,
-        event: 'yandex.cloud.audit.kms.Encrypt',
-        method: 'm',
-        subject: { type: 'serviceAccount', id: i % 2 === 0 ? 'ajeeven' : 'ajeodd' },
-        keyId: i % 3 === 0 ? 'abjthree' : 'abjother',
-        code: i % 4 === 0 ? 7 : 0,
-        requestId: `r${i}`,
-        peer: '127.0.0.1',
-        transport: 'rest',
-        ...fields,
-      });
-      const verify = async () => {
-        const v = new ChainVerifier(key);
-        for (const r of await store.scanAudit(0, 10_000)) v.add(r, `seq ${r.seq}`);
-        v.finish(await store.getAuditHead());
-        return v.problems;
-      };
+      const key = AUDIT_KEY;
+      const seal = auditSeal;
+      const ev = auditEvent;
+      const verify = () => auditChainProblems(store);
+      const append = (...events: AuditEvent[]): AuditAppend => ({ events, seal });
+      const requestIds = async () => (await store.scanAudit(0, 1000)).map((r) => (JSON.parse(r.body) as { requestId: string }).requestId);
 
       it('numbers records across appends, keeps them byte for byte, and seals the head', async () => {
         assert.equal(await store.getAuditHead(), undefined);
@@ -889,6 +957,72 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.equal((await store.getAuditHead())?.seq, 3);
         assert.deepEqual(await verify(), []);
         assert.deepEqual((await store.scanAudit(1, 1)).map((r) => r.seq), [2]);
+      });
+
+      it('stores exactly the records and head that seal made, and reads them in seq order', async () => {
+        const sealed: SealedBatch[] = [];
+        const capture: AuditAppend['seal'] = (head, events) => {
+          const batch = seal(head, events);
+          sealed.push(batch);
+          return batch;
+        };
+        await store.appendAudit({ events: [ev(1, { folderId: FOLDER, versionId: 'abjv', resourceId: 'opid' })], seal: capture });
+        await store.appendAudit({ events: [ev(2, { subject: { type: 'userAccount', id: 'ajé "quoted" \\ ✓' } }), ev(3, { transport: 'grpc' })], seal: capture });
+        assert.deepEqual(await store.scanAudit(0, 100), sealed.flatMap((b) => b.records));
+        assert.deepEqual(await store.getAuditHead(), sealed.at(-1)?.head);
+        assert.deepEqual(await store.scanAudit(3, 100), [], 'nothing after the last record');
+        assert.deepEqual((await store.scanAudit(0, 2)).map((r) => r.seq), [1, 2], 'at most limit records');
+      });
+
+      it('an append of no events writes nothing', async () => {
+        await store.appendAudit({ events: [], seal });
+        assert.equal(await store.getAuditHead(), undefined);
+        assert.deepEqual(await store.scanAudit(0, 10), []);
+      });
+
+      it('commits the records of every write that takes them with that write', async () => {
+        const p = makePrincipal({ type: 'serviceAccount' });
+        const t = makeToken(p.id);
+        const scope = { type: 'folder' as const, id: FOLDER };
+        const binding = { roleId: 'kms.viewer', subject: { type: 'serviceAccount' as const, id: p.id } };
+        await store.createPrincipal(p, append(ev(1)));
+        await store.createToken(t, append(ev(2)));
+        assert.equal(await store.revokeToken(t.id, T0 + 5, append(ev(3))), true);
+        assert.deepEqual(await store.changeBindings({ scope, replace: [binding], audit: append(ev(4), ev(5)) }), [{ action: 'ADD', binding }]);
+        const { key: k } = await createKey(store, {}, { audit: append(ev(6)) });
+        await updateKey(store, k, { ...k, name: 'renamed' }, { audit: append(ev(7)) });
+        assert.deepEqual(await store.deletePrincipal(p.id, append(ev(8))), [t.id]);
+        assert.deepEqual(await requestIds(), ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8']);
+        assert.equal((await store.getAuditHead())?.seq, 8);
+        assert.deepEqual(await verify(), []);
+        assert.equal((await store.getKey(k.id))?.name, 'renamed');
+        assert.equal(await store.getPrincipal(p.id), undefined);
+        assert.deepEqual(await store.listBindings(scope), []);
+      });
+
+      it('a write that finds nothing or fails appends no record', async () => {
+        const p = makePrincipal();
+        await store.createPrincipal(p);
+        const { key: k } = await createKey(store);
+        const scope = { type: 'key' as const, id: k.id };
+        const kept = { roleId: 'kms.viewer', subject: { type: 'userAccount' as const, id: p.id } };
+        const op = makeOperation(k.id, { metadata: { type: 'SetAccessBindingsMetadata', resourceId: k.id }, response: { type: 'Empty' } });
+        await store.changeBindings({ scope, replace: [kept], operation: op });
+
+        assert.equal(await store.deletePrincipal('ajenobody', append(ev(1))), undefined);
+        assert.equal(await store.revokeToken('toknosuchtoken', T0, append(ev(2))), false);
+        await rejectsWithCode(store.createToken(makeToken('ajenobody'), append(ev(3))), Code.NotFound);
+        await rejectsWithCode(store.createPrincipal(p, append(ev(4))), Code.AlreadyExists);
+        await rejectsWithCode(createKey(store, k, { audit: append(ev(5)) }), Code.AlreadyExists);
+        const again = { ...op, description: 'again' };
+        await rejectsWithCode(store.changeBindings({ scope, replace: [], operation: again, audit: append(ev(6)) }), Code.AlreadyExists, op.id);
+
+        assert.deepEqual(await store.scanAudit(0, 10), []);
+        assert.equal(await store.getAuditHead(), undefined);
+        assert.deepEqual(await store.listBindings(scope), [kept], 'the failed change removed nothing');
+        assert.deepEqual(await store.getOperation(op.id), op);
+        await store.appendAudit(append(ev(7)));
+        assert.deepEqual((await store.scanAudit(0, 10)).map((r) => r.seq), [1], 'numbering starts at 1 after the failed appends');
       });
 
       it('queries by time range, subject, key and outcome, in seq order, paged', async () => {
@@ -912,6 +1046,19 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.deepEqual(await seqs({ from: T0 + 3000, to: T0 + 6000 }), [3, 4, 5]);
         await rejectsWithCode(store.queryAudit({ outcome: 'MAYBE' }, { pageSize: 1, pageToken: '' }), Code.InvalidArgument, 'outcome');
         await rejectsWithCode(store.queryAudit({}, { pageSize: 1, pageToken: '!!' }), Code.InvalidArgument, 'page_token');
+      });
+
+      it('takes an outcome by status name, OK included, and ends paging at the last record', async () => {
+        await store.appendAudit({ events: Array.from({ length: 4 }, (_, i) => ev(i + 1)), seal });
+        const seqs = async (filter: AuditFilter) => (await store.queryAudit(filter, { pageSize: 100, pageToken: '' })).items.map((r) => r.seq);
+        assert.deepEqual(await seqs({ outcome: 'OK' }), [1, 2, 3]);
+        assert.deepEqual(await seqs({ outcome: 'NOT_FOUND' }), []);
+        assert.deepEqual(await seqs({ subjectId: 'ajenobody' }), []);
+        const full = await store.queryAudit({}, { pageSize: 4, pageToken: '' });
+        assert.deepEqual([full.items.length, full.nextPageToken], [4, ''], 'no token when the page ends at the last record');
+        const first = await store.queryAudit({}, { pageSize: 3, pageToken: '' });
+        const rest = await store.queryAudit({}, { pageSize: 3, pageToken: first.nextPageToken });
+        assert.deepEqual([rest.items.map((r) => r.seq), rest.nextPageToken], [[4], '']);
       });
 
       it('commits a key change and its record together: a failed change leaves no record', async () => {

@@ -4,7 +4,17 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { DAY_MS } from '../../domain/key.js';
 import { Code, isKmsError } from '../../errors/kms-error.js';
-import { createKey, makeKey, makeOperation, storeContract, T0 } from '../../../test/contract/store.contract.js';
+import {
+  auditChainProblems,
+  auditEvent,
+  auditSeal,
+  createKey,
+  makeKey,
+  makeOperation,
+  makePrincipal,
+  storeContract,
+  T0,
+} from '../../../test/contract/store.contract.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, SchemaVersionError, TABLES } from './migrations.js';
 import { openPostgresStore } from './postgres-store.js';
 
@@ -279,6 +289,81 @@ function postgresTests(url: string): void {
       } finally {
         await a.close();
         await b.close();
+      }
+    });
+
+    it('migration 2 turns admin principals into global kms.admin bindings and keeps principals and tokens', async () => {
+      const { schema, url: schemaUrl } = await freshSchema();
+      await query(schema, 'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+      await query(schema, MIGRATIONS[0]!.sql);
+      await query(schema, 'INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)');
+      const insert = 'INSERT INTO principals (id, type, name, created_at, admin) VALUES ($1, $2, $3, $4, $5)';
+      await query(schema, insert, ['ajeadmin', 'userAccount', 'admin', T0, true]);
+      await query(schema, insert, ['ajerobot', 'serviceAccount', 'robot', T0 + 1, true]);
+      await query(schema, insert, ['ajeplain', 'userAccount', 'plain', T0 + 2, false]);
+      await query(schema, 'INSERT INTO tokens (id, principal_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)', ['tok1', 'ajeplain', Buffer.alloc(32, 7), T0]);
+
+      const store = await openPostgresStore(schemaUrl);
+      try {
+        assert.equal(await store.schemaVersion(), LATEST_SCHEMA_VERSION);
+        assert.deepEqual(await store.listBindings({ type: 'global', id: '' }), [
+          { roleId: 'kms.admin', subject: { type: 'serviceAccount', id: 'ajerobot' } },
+          { roleId: 'kms.admin', subject: { type: 'userAccount', id: 'ajeadmin' } },
+        ]);
+        assert.deepEqual(await store.bindingsOfSubjects([{ type: 'userAccount', id: 'ajeplain' }]), []);
+        assert.deepEqual(await store.getPrincipal('ajeplain'), { id: 'ajeplain', type: 'userAccount', name: 'plain', createdAt: T0 + 2 });
+        assert.deepEqual(await store.getToken('tok1'), { id: 'tok1', principalId: 'ajeplain', secretHash: Buffer.alloc(32, 7), createdAt: T0 });
+        const columns = await query<{ column_name: string }>(
+          schema,
+          `SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'principals' ORDER BY column_name`,
+          [schema],
+        );
+        assert.deepEqual(columns.map((c) => c.column_name), ['created_at', 'description', 'id', 'name', 'type']);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('numbers one audit chain without gaps while several nodes append to an empty log at once', async () => {
+      const { url: schemaUrl } = await freshSchema();
+      const nodes = [await openPostgresStore(schemaUrl, { poolSize: 3 }), await openPostgresStore(schemaUrl, { poolSize: 3 })];
+      try {
+        // Every write starts before any has committed, so many of them find no head row at all.
+        const writes = Array.from({ length: 30 }, (_, i) => {
+          const node = nodes[i % 2]!;
+          const audit = { events: [auditEvent(i)], seal: auditSeal };
+          if (i % 3 === 0) return node.createPrincipal(makePrincipal(), audit);
+          if (i % 3 === 1) return createKey(node, {}, { audit });
+          return node.appendAudit({ events: [auditEvent(i), auditEvent(i + 100)], seal: auditSeal });
+        });
+        await Promise.all(writes);
+        const records = await nodes[1]!.scanAudit(0, 1000);
+        assert.deepEqual(
+          records.map((r) => r.seq),
+          Array.from({ length: 40 }, (_, i) => i + 1),
+        );
+        assert.equal((await nodes[0]!.getAuditHead())?.seq, 40);
+        assert.deepEqual(await auditChainProblems(nodes[0]!), []);
+      } finally {
+        await Promise.all(nodes.map((n) => n.close()));
+      }
+    });
+
+    it('serialises binding changes of one scope across nodes', async () => {
+      const { url: schemaUrl } = await freshSchema();
+      const nodes = [await openPostgresStore(schemaUrl, { poolSize: 3 }), await openPostgresStore(schemaUrl, { poolSize: 3 })];
+      const scope = { type: 'folder' as const, id: 'b1gshared' };
+      try {
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            nodes[i % 2]!.changeBindings({ scope, replace: [{ roleId: 'kms.viewer', subject: { type: 'serviceAccount', id: `ajenode${i}` } }] }),
+          ),
+        );
+        assert.equal((await nodes[0]!.listBindings(scope)).length, 1, 'the last replacement wins whole');
+        const count = (action: string) => results.flat().filter((d) => d.action === action).length;
+        assert.deepEqual([count('ADD'), count('REMOVE')], [20, 19]);
+      } finally {
+        await Promise.all(nodes.map((n) => n.close()));
       }
     });
 

@@ -30,11 +30,13 @@ import { all, first, run, statement, type Queryable, type Statement } from './st
 import { STATEMENTS as S } from './statements.js';
 
 // The Store port on a pg connection pool, for several kmsd nodes sharing one database. A read is
-// one statement on any pooled connection; commitKeyChange and purgeKey are one transaction each on
-// one connection. Transactions run at READ COMMITTED: the revision check is the UPDATE's own
+// one statement on any pooled connection; every write (commitKeyChange, purgeKey, the principal,
+// token and binding changes, appendAudit) is one transaction on one connection, with its audit
+// records if it has any. Transactions run at READ COMMITTED: the revision check is the UPDATE's own
 // WHERE, which PostgreSQL re-evaluates on the newest row version after waiting for a concurrent
 // writer, so of two commits from the same revision exactly one matches and the other is ABORTED.
-// Every write locks the key row before any of its versions, so two writers never deadlock.
+// Every write locks the key row before any of its versions, and takes the audit chain's lock last
+// (after which it waits for nothing but its commit), so two writers never deadlock.
 
 export interface PostgresStoreOptions {
   /** Connections in the pool; pg's default is 10. */
@@ -235,11 +237,10 @@ export class PostgresStore implements Store {
   }
 
   async bindingsOfSubjects(subjects: readonly Subject[]): Promise<{ scope: Scope; binding: AccessBinding }[]> {
-    return this.read(async (db) => {
-      const out: { scope: Scope; binding: AccessBinding }[] = [];
-      for (const s of subjects) out.push(...(await all(db, S.bindingsOfSubject, { subject_type: s.type, subject_id: s.id })).map(rowToBinding));
-      return out;
-    });
+    if (subjects.length === 0) return [];
+    // One statement: one round trip on the authorizer's path, and one snapshot of the bindings.
+    const params = { subject_types: subjects.map((s) => s.type), subject_ids: subjects.map((s) => s.id) };
+    return this.read(async (db) => (await all(db, S.bindingsOfSubjects, params)).map(rowToBinding));
   }
 
   async changeBindings(change: AccessBindingChange): Promise<BindingDelta[]> {
@@ -250,13 +251,7 @@ export class PostgresStore implements Store {
       const current = (await all(db, S.listBindings, ref)).map((r) => rowToBinding(r).binding);
       effective = effectiveDeltas(current, change);
       for (const d of effective) await run(db, d.action === 'ADD' ? S.insertBinding : S.deleteBinding, bindingToRow(change.scope, d.binding));
-      const op = change.operation;
-      if (op !== undefined) {
-        await translatingConstraints(() => run(db, S.insertOperation, operationToRow(op)), {
-          operations_pkey: alreadyExists(`operation ${op.id}`),
-          operations_by_idempotency_key: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
-        });
-      }
+      if (change.operation !== undefined) await this.insertOperation(db, change.operation);
       await this.appendAuditRecords(db, change.audit);
     });
     return effective;
@@ -289,8 +284,10 @@ export class PostgresStore implements Store {
   private async appendAuditRecords(db: pg.PoolClient, append: AuditAppend | undefined): Promise<void> {
     if (append === undefined || append.events.length === 0) return;
     try {
+      // Under READ COMMITTED each statement sees what committed before it began, so the head read
+      // after the lock is the one the previous appender committed.
       await first(db, S.lockAuditChain, {});
-      const sealed = append.seal(await first(db, S.getAuditHead, {}), append.events);
+      const sealed = append.seal(await first(db, S.lockAuditHead, {}), append.events);
       for (const r of sealed.records) await run(db, S.insertAudit, auditRow(r));
       await run(db, S.setAuditHead, sealed.head);
     } catch (e) {
@@ -392,14 +389,15 @@ export class PostgresStore implements Store {
       }
     }
 
-    const op = change.operation;
-    if (op !== undefined) {
-      await translatingConstraints(() => run(db, S.insertOperation, operationToRow(op)), {
-        operations_pkey: alreadyExists(`operation ${op.id}`),
-        operations_by_idempotency_key: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
-      });
-    }
+    if (change.operation !== undefined) await this.insertOperation(db, change.operation);
     await this.appendAuditRecords(db, change.audit);
+  }
+
+  private async insertOperation(db: pg.PoolClient, op: Operation): Promise<void> {
+    await translatingConstraints(() => run(db, S.insertOperation, operationToRow(op)), {
+      operations_pkey: alreadyExists(`operation ${op.id}`),
+      operations_by_idempotency_key: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
+    });
   }
 
   /** The body of purgeKey, inside its transaction. */

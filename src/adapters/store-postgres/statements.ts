@@ -1,6 +1,7 @@
 import { KeysetList, keysetSql } from './keyset-page.js';
 import type { BindingRow, KeyRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
 import type { AuditRow } from '../store-rows/audit-rows.js';
+import { AUDIT_SQL, BINDING_SQL } from '../store-rows/shared-sql.js';
 import { statement } from './statement.js';
 
 // Every SQL statement of the PostgreSQL store, in one place, the same queries as the SQLite store's
@@ -62,7 +63,6 @@ const TOKEN_COLUMNS = columns<TokenRow>({
   revoked_at: true,
   description: true,
 });
-const BINDING_COLUMNS = columns<BindingRow>({ scope_type: true, scope_id: true, role_id: true, subject_type: true, subject_id: true });
 
 const insertInto = (table: string, cols: readonly string[]): string =>
   `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`;
@@ -123,27 +123,26 @@ export const SQL = {
   deleteTokensOfPrincipal: 'DELETE FROM tokens WHERE principal_id = @principal_id RETURNING id',
   revokeToken: 'UPDATE tokens SET revoked_at = coalesce(revoked_at, @at::bigint) WHERE id = @id',
 
-  listBindings:
-    `${select('access_bindings', BINDING_COLUMNS)} WHERE scope_type = @scope_type AND scope_id = @scope_id ` +
-    'ORDER BY role_id, subject_type, subject_id',
-  bindingsOfSubject: `${select('access_bindings', BINDING_COLUMNS)} WHERE subject_type = @subject_type AND subject_id = @subject_id`,
-  insertBinding: `${insertInto('access_bindings', BINDING_COLUMNS)} ON CONFLICT DO NOTHING`,
-  deleteBinding:
-    'DELETE FROM access_bindings WHERE scope_type = @scope_type AND scope_id = @scope_id AND role_id = @role_id ' +
-    'AND subject_type = @subject_type AND subject_id = @subject_id',
-  deleteBindingsOfScope: 'DELETE FROM access_bindings WHERE scope_type = @scope_type AND scope_id = @scope_id',
-  deleteBindingsOfSubject: 'DELETE FROM access_bindings WHERE subject_type = @subject_type AND subject_id = @subject_id',
-  // Serialises changes of one scope's bindings across nodes (the rows may not exist yet, so they cannot be locked).
-  lockScope: `SELECT pg_advisory_xact_lock(${0x6b6d7362 /* "kmsb" */}, hashtext(@scope_type || '/' || @scope_id))`,
+  ...BINDING_SQL,
+  // The subjects as two parallel arrays (pg sends a JavaScript array as a PostgreSQL array).
+  bindingsOfSubjects:
+    `${select('access_bindings', columns<BindingRow>({ scope_type: true, scope_id: true, role_id: true, subject_type: true, subject_id: true }))} ` +
+    'WHERE (subject_type, subject_id) IN ' +
+    '(SELECT t, i FROM unnest(@subject_types::text[], @subject_ids::text[]) AS s (t, i))',
+  // Serialises changes of one scope's bindings across nodes (the rows may not exist yet, so they
+  // cannot be locked). The schema is part of the key, as in the other advisory locks, so that
+  // schemas sharing a database never wait for each other.
+  lockScope:
+    `SELECT pg_advisory_xact_lock(${0x6b6d7362 /* "kmsb" */}, ` +
+    `hashtext(current_schema() || '/' || @scope_type::text || '/' || @scope_id::text))`,
 
-  // Serialises appends to the audit chain across nodes: the head row may not exist yet.
+  // Serialises appends to the audit chain across nodes: the head row is absent until the first
+  // append, and an absent row cannot be locked, so two first appends would both number from 1.
   lockAuditChain: `SELECT pg_advisory_xact_lock(${0x6b6d7361 /* "kmsa" */}, hashtext(current_schema()))`,
-  getAuditHead: 'SELECT seq, hash, mac FROM audit_head WHERE id = 1',
-  setAuditHead:
-    'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, @seq, @hash, @mac) ' +
-    'ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac',
-  insertAudit: 'INSERT INTO audit_log (seq, at, subject_id, key_id, code, body, hash) VALUES (@seq, @at, @subject_id, @key_id, @code, @body, @hash)',
-  scanAudit: 'SELECT seq, body, hash FROM audit_log WHERE seq > @after ORDER BY seq LIMIT @limit',
+  ...AUDIT_SQL,
+  // Taken after lockAuditChain: the row lock also holds off a writer that skips the advisory lock
+  // (an operator's tool), and the statement reads the head as last committed.
+  lockAuditHead: `${AUDIT_SQL.getAuditHead} FOR UPDATE`,
 
   getMeta: 'SELECT value FROM meta WHERE name = @name',
   insertMetaIfAbsent: 'INSERT INTO meta (name, value) VALUES (@name, @value) ON CONFLICT (name) DO NOTHING',
@@ -197,6 +196,7 @@ export const STATEMENTS = {
 
   listBindings: statement<ScopeRef, BindingRow>(SQL.listBindings),
   bindingsOfSubject: statement<SubjectRef, BindingRow>(SQL.bindingsOfSubject),
+  bindingsOfSubjects: statement<{ subject_types: string[]; subject_ids: string[] }, BindingRow>(SQL.bindingsOfSubjects),
   insertBinding: statement<BindingRow>(SQL.insertBinding),
   deleteBinding: statement<BindingRow>(SQL.deleteBinding),
   deleteBindingsOfScope: statement<ScopeRef>(SQL.deleteBindingsOfScope),
@@ -205,6 +205,7 @@ export const STATEMENTS = {
 
   lockAuditChain: statement<Record<string, never>>(SQL.lockAuditChain),
   getAuditHead: statement<Record<string, never>, AuditHeadRow>(SQL.getAuditHead),
+  lockAuditHead: statement<Record<string, never>, AuditHeadRow>(SQL.lockAuditHead),
   setAuditHead: statement<AuditHeadRow>(SQL.setAuditHead),
   insertAudit: statement<AuditRow>(SQL.insertAudit),
   scanAudit: statement<{ after: number; limit: number }, { seq: number; body: string; hash: string }>(SQL.scanAudit),

@@ -98,6 +98,36 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('migration 2 turns admin principals into global kms.admin bindings and keeps principals and tokens', async () => {
+    const path = tempDbPath();
+    withRawDb(path, (db) => {
+      db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+      db.exec(MIGRATIONS[0]!.sql);
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)').run();
+      const insert = db.prepare('INSERT INTO principals (id, type, name, created_at, admin) VALUES (?, ?, ?, ?, ?)');
+      insert.run('ajeadmin', 'userAccount', 'admin', T0, 1);
+      insert.run('ajerobot', 'serviceAccount', 'robot', T0 + 1, 1);
+      insert.run('ajeplain', 'userAccount', 'plain', T0 + 2, 0);
+      db.prepare('INSERT INTO tokens (id, principal_id, secret_hash, created_at) VALUES (?, ?, ?, ?)').run('tok1', 'ajeplain', Buffer.alloc(32, 7), T0);
+    });
+
+    const store = openSqliteStore(path);
+    try {
+      assert.equal(store.settings().schemaVersion, LATEST_SCHEMA_VERSION);
+      assert.deepEqual(await store.listBindings({ type: 'global', id: '' }), [
+        { roleId: 'kms.admin', subject: { type: 'serviceAccount', id: 'ajerobot' } },
+        { roleId: 'kms.admin', subject: { type: 'userAccount', id: 'ajeadmin' } },
+      ]);
+      assert.deepEqual(await store.bindingsOfSubjects([{ type: 'userAccount', id: 'ajeplain' }]), []);
+      assert.deepEqual(await store.getPrincipal('ajeplain'), { id: 'ajeplain', type: 'userAccount', name: 'plain', createdAt: T0 + 2 });
+      assert.deepEqual(await store.getToken('tok1'), { id: 'tok1', principalId: 'ajeplain', secretHash: Buffer.alloc(32, 7), createdAt: T0 });
+    } finally {
+      await store.close();
+    }
+    const columns = withRawDb(path, (db) => db.prepare(`SELECT name FROM pragma_table_info('principals') ORDER BY name`).all() as { name: string }[]);
+    assert.deepEqual(columns.map((c) => c.name), ['created_at', 'description', 'id', 'name', 'type']);
+  });
+
   it('refuses a database written by a newer kmsd, naming both versions', async () => {
     const path = tempDbPath();
     await openSqliteStore(path).close();

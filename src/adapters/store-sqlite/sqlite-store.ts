@@ -239,13 +239,7 @@ export class SqliteStore implements Store {
         if (d.action === 'ADD') this.s.insertBinding.run(row);
         else this.s.deleteBinding.run(row);
       }
-      const op = change.operation;
-      if (op !== undefined) {
-        translatingConstraints(() => this.s.insertOperation.run(operationToRow(op)), {
-          PRIMARYKEY: alreadyExists(`operation ${op.id}`),
-          UNIQUE: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
-        });
-      }
+      if (change.operation !== undefined) this.insertOperation(change.operation);
       this.appendAuditRecords(change.audit);
       return effective;
     });
@@ -347,14 +341,15 @@ export class SqliteStore implements Store {
       }
     }
 
-    const op = change.operation;
-    if (op !== undefined) {
-      translatingConstraints(() => this.s.insertOperation.run(operationToRow(op)), {
-        PRIMARYKEY: alreadyExists(`operation ${op.id}`),
-        UNIQUE: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
-      });
-    }
+    if (change.operation !== undefined) this.insertOperation(change.operation);
     this.appendAuditRecords(change.audit);
+  }
+
+  private insertOperation(op: Operation): void {
+    translatingConstraints(() => this.s.insertOperation.run(operationToRow(op)), {
+      PRIMARYKEY: alreadyExists(`operation ${op.id}`),
+      UNIQUE: alreadyExists(`operation with idempotency key ${op.idempotencyKey} of ${op.createdBy}`),
+    });
   }
 
   /** The body of purgeKey, inside its transaction. */

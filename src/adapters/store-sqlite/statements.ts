@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { KeysetList, keysetSql } from './keyset-page.js';
 import type { AuditRow } from '../store-rows/audit-rows.js';
+import { AUDIT_SQL, BINDING_SQL } from '../store-rows/shared-sql.js';
 import type { BindingRow, KeyRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
 
 // Every SQL statement of the SQLite store, in one place, prepared once per connection. All
@@ -61,7 +62,6 @@ const TOKEN_COLUMNS = columns<TokenRow>({
   revoked_at: true,
   description: true,
 });
-const BINDING_COLUMNS = columns<BindingRow>({ scope_type: true, scope_id: true, role_id: true, subject_type: true, subject_id: true });
 
 const insertInto = (table: string, cols: readonly string[]): string =>
   `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`;
@@ -123,21 +123,9 @@ export const SQL = {
   deleteTokensOfPrincipal: 'DELETE FROM tokens WHERE principal_id = @principal_id RETURNING id',
   revokeToken: 'UPDATE tokens SET revoked_at = coalesce(revoked_at, @at) WHERE id = @id',
 
-  listBindings:
-    `${select('access_bindings', BINDING_COLUMNS)} WHERE scope_type = @scope_type AND scope_id = @scope_id ` +
-    'ORDER BY role_id, subject_type, subject_id',
-  bindingsOfSubject: `${select('access_bindings', BINDING_COLUMNS)} WHERE subject_type = @subject_type AND subject_id = @subject_id`,
-  insertBinding: `${insertInto('access_bindings', BINDING_COLUMNS)} ON CONFLICT DO NOTHING`,
-  deleteBinding:
-    'DELETE FROM access_bindings WHERE scope_type = @scope_type AND scope_id = @scope_id AND role_id = @role_id ' +
-    'AND subject_type = @subject_type AND subject_id = @subject_id',
-  deleteBindingsOfScope: 'DELETE FROM access_bindings WHERE scope_type = @scope_type AND scope_id = @scope_id',
-  deleteBindingsOfSubject: 'DELETE FROM access_bindings WHERE subject_type = @subject_type AND subject_id = @subject_id',
+  ...BINDING_SQL,
 
-  getAuditHead: 'SELECT seq, hash, mac FROM audit_head WHERE id = 1',
-  setAuditHead: 'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, @seq, @hash, @mac) ON CONFLICT (id) DO UPDATE SET seq = @seq, hash = @hash, mac = @mac',
-  insertAudit: 'INSERT INTO audit_log (seq, at, subject_id, key_id, code, body, hash) VALUES (@seq, @at, @subject_id, @key_id, @code, @body, @hash)',
-  scanAudit: 'SELECT seq, body, hash FROM audit_log WHERE seq > @after ORDER BY seq LIMIT @limit',
+  ...AUDIT_SQL,
 
   getMeta: 'SELECT value FROM meta WHERE name = @name',
   insertMetaIfAbsent: 'INSERT INTO meta (name, value) VALUES (@name, @value) ON CONFLICT (name) DO NOTHING',
