@@ -177,6 +177,17 @@ describe('access bindings and credentials', () => {
       }
     }
     assert.equal((await viaRest(kmsd, RPC['Key.Get'], { keyId: MISSING }, `Bearer ${kmsd.token}`)).code, 5, 'an administrator of the installation learns NOT_FOUND');
+
+    // Operations: the same answer for one that exists and one that does not, naming neither's key.
+    const ops = ok(await kmsd.call<{ operations: { id: string }[] }>('GET', `/kms/v1/keys/${key.id}/operations`)).operations;
+    for (const via of ['rest', 'grpc'] as const) {
+      const run = (id: string) => (via === 'rest' ? viaRest(kmsd, RPC['Operation.Get'], { operationId: id }, stranger.authorization) : viaGrpc(client, RPC['Operation.Get'], { operationId: id }, stranger.authorization));
+      const existing = await run(ops[0]!.id);
+      const missing = await run(MISSING);
+      assert.equal(existing.code, PERMISSION_DENIED);
+      assert.ok(!existing.message?.includes(key.id), 'the key of the operation is not named');
+      assert.deepEqual({ code: missing.code, message: missing.message?.replaceAll(MISSING, '<id>') }, { code: existing.code, message: existing.message?.replaceAll(ops[0]!.id, '<id>') }, `Operation.Get over ${via}`);
+    }
   });
 
   it("kmsd's admin API needs kms.admin on the installation; an auditor there may read the audit log and nothing else", async () => {

@@ -132,3 +132,15 @@ export async function missingKey(authorizer: Authorizer, caller: Caller, permiss
   if (await authorizer.allows(caller, permission, {})) throw notFound();
   throw denied(caller, permission, { keyId });
 }
+
+/** Reading an operation is refused with the operation's id only: its key is not disclosed. */
+export function operationDenied(caller: Caller, operationId: string): KmsError {
+  if (caller.kind === 'anonymous') return ERR.unauthenticated('missing Authorization: Bearer token');
+  return ERR.permissionDenied(`permission denied: kms.keys.get on operation ${operationId}`);
+}
+
+/** As missingKey, for an operation id. */
+export async function missingOperation(authorizer: Authorizer, caller: Caller, operationId: string, notFound: () => KmsError): Promise<never> {
+  if (await authorizer.allows(caller, 'kms.keys.get', {})) throw notFound();
+  throw operationDenied(caller, operationId);
+}

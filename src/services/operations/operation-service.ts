@@ -1,7 +1,7 @@
 import { ERR } from '../../errors/kms-error.js';
 import type { Operation } from '../../domain/operation.js';
 import type { KeyStore, OperationStore } from '../../ports/store.js';
-import { missingKey, type Authorizer } from '../access/authorizer.js';
+import { missingOperation, operationDenied, type Authorizer } from '../access/authorizer.js';
 import { note } from '../audit/trail.js';
 import type { CallContext } from '../context.js';
 
@@ -18,11 +18,13 @@ export function operationService(d: OperationServiceDeps) {
     note(ctx, { resourceId: operationId });
     const op = await d.store.getOperation(operationId);
     // Reading an operation needs what reading its key needs; an unknown id reveals nothing more.
-    if (!op) return missingKey(d.authorizer, ctx.caller, 'kms.keys.get', operationId, () => ERR.operationNotFound(operationId));
+    if (!op) return missingOperation(d.authorizer, ctx.caller, operationId, () => ERR.operationNotFound(operationId));
     note(ctx, { keyId: op.resourceId });
     const key = await d.store.getKey(op.resourceId);
     if (key) note(ctx, { folderId: key.folderId });
-    await d.authorizer.authorize(ctx.caller, 'kms.keys.get', { keyId: op.resourceId, ...(key ? { folderId: key.folderId } : {}) });
+    if (!(await d.authorizer.allows(ctx.caller, 'kms.keys.get', { keyId: op.resourceId, ...(key ? { folderId: key.folderId } : {}) }))) {
+      throw operationDenied(ctx.caller, operationId);
+    }
     return op;
   }
   return {
