@@ -1,11 +1,17 @@
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { AdjustableClock, systemClock } from './adapters/clock/clocks.js';
 import { cryptoRandom } from './adapters/random.js';
 import { readOrCreateRootKeyFile, readRootKeyFromEnv, RootKeyError, softwareRootKey } from './adapters/rootkey/software-root-key.js';
+import { rootKeyring, type RootKeyring } from './adapters/rootkey/root-keyring.js';
+import { openPkcs11RootKey } from './adapters/rootkey-pkcs11/pkcs11-root-key.js';
+import { pkcs11KeyVersions } from './adapters/rootkey-pkcs11/pkcs11-key-versions.js';
+import { Pkcs11Error, Pkcs11Token } from './adapters/rootkey-pkcs11/pkcs11-token.js';
 import { openSqliteStore } from './adapters/store-sqlite/sqlite-store.js';
-import type { ServeConfig } from './config/config.js';
+import type { Pkcs11RootKeySpec, RootKeySpec, ServeConfig } from './config/config.js';
+import { wrappedRootKeyId } from './crypto/wrapped-material.js';
+import type { HsmKeyVersions } from './ports/hsm.js';
 import { SecretBytes } from './crypto/secret-bytes.js';
 import { DEV_MODE_CALLER } from './domain/principal.js';
 import type { Clock } from './ports/clock.js';
@@ -73,28 +79,111 @@ export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>): Lo
   );
 }
 
-function openRootKey(config: ServeConfig, logger: Logger): RootKeyProvider {
-  if (config.rootKey.kind === 'env') return softwareRootKey(readRootKeyFromEnv(config.rootKey.variable, process.env), cryptoRandom);
-  const { key, created } = readOrCreateRootKeyFile(config.rootKey.path, !existsSync(config.store.path));
-  if (created) {
-    logger.warn(
-      { rootKeyFile: config.rootKey.path },
-      'generated a new root key file; every key in this data directory depends on it: back it up, keep it apart from backups of the database, and prefer an HSM in production',
-    );
+function readPin(spec: Pkcs11RootKeySpec): string {
+  if ('env' in spec.pin) {
+    const pin = process.env[spec.pin.env];
+    if (pin === undefined || pin === '') throw new StartupError(`environment variable ${spec.pin.env} (the PKCS#11 PIN) is not set`);
+    return pin.trim();
   }
-  return softwareRootKey(key, cryptoRandom);
+  const file = spec.pin.file;
+  let text: string;
+  try {
+    const mode = statSync(file).mode & 0o777;
+    if ((mode & 0o077) !== 0) throw new StartupError(`PKCS#11 PIN file ${file} is readable by others (mode ${mode.toString(8)}); chmod 600 it`);
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if (e instanceof StartupError) throw e;
+    throw new StartupError(`cannot read the PKCS#11 PIN file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+  }
+  const pin = text.replace(/\r?\n$/, '');
+  if (pin === '') throw new StartupError(`PKCS#11 PIN file ${file} is empty`);
+  return pin;
 }
 
-/** Refuses to serve a data directory with a root key other than the one that initialised it. */
-async function checkRootKey(store: Store, rootKey: RootKeyProvider): Promise<void> {
+/** The root keys of a data directory, and the HSM that hosts AES_256_HSM versions when one is configured. */
+export interface OpenedRootKeys {
+  readonly rootKey: RootKeyring;
+  readonly hsm?: HsmKeyVersions;
+  /** Logs out of and closes every PKCS#11 token opened for them. */
+  close(): void;
+}
+
+/**
+ * Opens the current and previous root keys. PKCS#11 keys are opened (and self-tested) before the
+ * data directory is touched, so a wrong PIN, a missing token or key, or a module that does not
+ * load stops the start with nothing written.
+ */
+export async function openRootKeys(config: ServeConfig, logger: Logger): Promise<OpenedRootKeys> {
+  const tokens: Pkcs11Token[] = [];
+  const closeAll = () => tokens.splice(0).forEach((t) => t.close());
+  try {
+    const specs: readonly RootKeySpec[] = [config.rootKey, ...config.previousRootKeys];
+    const providers = new Map<RootKeySpec, RootKeyProvider>();
+    let hsmToken: Pkcs11Token | undefined;
+    for (const spec of specs) {
+      if (spec.kind !== 'pkcs11') continue;
+      const token = Pkcs11Token.open(
+        { module: spec.module, ...(spec.token === undefined ? {} : { token: spec.token }), ...(spec.slot === undefined ? {} : { slot: BigInt(spec.slot) }) },
+        readPin(spec),
+        spec.maxSessions,
+      );
+      tokens.push(token);
+      const key = await openPkcs11RootKey(token, { label: spec.keyLabel, create: spec.create }, cryptoRandom);
+      await key.selfTest(cryptoRandom);
+      logger.info({ rootKey: key.id, token: token.label, keyLabel: key.label, current: spec === config.rootKey }, 'opened the PKCS#11 root key; wrap/unwrap self-test passed');
+      providers.set(spec, key);
+      hsmToken ??= token;
+    }
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(config.dataDir, 0o700);
+    const fresh = !existsSync(config.store.path);
+    for (const spec of specs) {
+      if (spec.kind === 'env') providers.set(spec, softwareRootKey(readRootKeyFromEnv(spec.variable, process.env), cryptoRandom));
+      if (spec.kind !== 'file') continue;
+      // A new current key file is made for a new data directory, or as the next root-key version
+      // when previous keys are configured (a rotation); never in place of a lost one.
+      const mayCreate = spec === config.rootKey && (fresh || config.previousRootKeys.length > 0);
+      const { key, created } = readOrCreateRootKeyFile(spec.path, mayCreate);
+      if (created) {
+        logger.warn(
+          { rootKeyFile: spec.path },
+          'generated a new root key file; every key in this data directory depends on it: back it up, keep it apart from backups of the database, and prefer an HSM in production',
+        );
+      }
+      providers.set(spec, softwareRootKey(key, cryptoRandom));
+    }
+    const rootKey = rootKeyring(providers.get(config.rootKey)!, config.previousRootKeys.map((s) => providers.get(s)!));
+    return { rootKey, ...(hsmToken ? { hsm: pkcs11KeyVersions(hsmToken) } : {}), close: closeAll };
+  } catch (e) {
+    closeAll();
+    if (e instanceof RootKeyError || e instanceof Pkcs11Error) throw new StartupError(e.message);
+    throw e;
+  }
+}
+
+/**
+ * Refuses to serve a data directory with a root key other than the one that initialised it. The
+ * check value follows root-key rotations (kmsd root-key rotate rewraps it last), so it also tells
+ * whether a rotation is still under way.
+ */
+async function checkRootKey(store: Store, rootKey: RootKeyring, logger: Logger): Promise<void> {
   const canary = new SecretBytes(cryptoRandom.bytes(32));
   const fresh = (await rootKey.wrap(canary, ROOT_KEY_CHECK_AAD)).toString('base64');
   canary.wipe();
-  const stored = await store.initMeta(ROOT_KEY_CHECK, fresh);
+  const stored = Buffer.from(await store.initMeta(ROOT_KEY_CHECK, fresh), 'base64');
   try {
-    (await rootKey.unwrap(Buffer.from(stored, 'base64'), ROOT_KEY_CHECK_AAD)).wipe();
+    (await rootKey.unwrap(stored, ROOT_KEY_CHECK_AAD)).wipe();
   } catch {
-    throw new StartupError(`the configured root key (${rootKey.id}) is not the one this data directory was initialised with; refusing to start`);
+    throw new StartupError(
+      `the configured root key (${rootKey.all.map((k) => k.id).join(', ')}) is not the one this data directory was initialised with; refusing to start` +
+        (rootKey.all.length === 1 ? ' (during a root-key rotation, give the old key as --previous-root-key)' : ''),
+    );
+  }
+  const madeBy = wrappedRootKeyId(stored);
+  if (madeBy !== rootKey.current.id) {
+    logger.warn({ rootKey: rootKey.current.id, stillWrappedBy: madeBy }, 'a root-key rotation is not finished: run `kmsd root-key rotate` with these root-key settings');
+  } else if (rootKey.all.length > 1) {
+    logger.info({ rootKey: rootKey.current.id }, 'the last root-key rotation finished; --previous-root-key can be removed');
   }
 }
 
@@ -110,33 +199,27 @@ function operatorCertificate(certFile: string, keyFile: string) {
  * Opens the store and the root key of a data directory and checks that they belong together; the
  * start of `serve` and of offline tools (`kmsd audit verify`). The caller closes the store.
  */
-export async function openStorage(config: ServeConfig, logger: Logger): Promise<{ store: Store; rootKey: RootKeyProvider }> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  chmodSync(config.dataDir, 0o700);
-  let rootKey: RootKeyProvider;
-  try {
-    rootKey = openRootKey(config, logger);
-  } catch (e) {
-    if (e instanceof RootKeyError) throw new StartupError(e.message);
-    throw e;
-  }
+export async function openStorage(config: ServeConfig, logger: Logger): Promise<{ store: Store; rootKey: RootKeyring; hsm?: HsmKeyVersions; closeRootKeys(): void }> {
+  const keys = await openRootKeys(config, logger);
   let store: Store;
   try {
     store = openSqliteStore(config.store.path);
   } catch (e) {
+    keys.close();
     throw new StartupError(`cannot open the database ${config.store.path}: ${(e as Error).message}`);
   }
   try {
-    await checkRootKey(store, rootKey);
+    await checkRootKey(store, keys.rootKey, logger);
   } catch (e) {
     await store.close();
+    keys.close();
     throw e;
   }
-  return { store, rootKey };
+  return { store, rootKey: keys.rootKey, ...(keys.hsm ? { hsm: keys.hsm } : {}), closeRootKeys: keys.close };
 }
 
 export async function startKmsd(config: ServeConfig, logger: Logger): Promise<RunningKmsd> {
-  const { store, rootKey } = await openStorage(config, logger);
+  const { store, rootKey, hsm, closeRootKeys } = await openStorage(config, logger);
   try {
     const testClock = config.testClock ? new AdjustableClock() : undefined;
     const clock: Clock = testClock ?? systemClock;
@@ -158,8 +241,8 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     }
 
     const audit = new AuditLog(store, await auditMacKey(store, rootKey), clock, logger);
-    const cache = new KeyCache(store, rootKey, config.cache);
-    const keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, hsmConfigured: false, audit });
+    const cache = new KeyCache(store, rootKey, config.cache, hsm);
+    const keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, ...(hsm ? { hsm } : {}), audit, logger });
     const crypto = cryptoService({ cache, authorizer, random: cryptoRandom });
     const operations = operationService({ store, authorizer });
     const access = accessService({ store, authorizer, clock, random: cryptoRandom, audit });
@@ -236,12 +319,14 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
           await background.stop();
           cache.clear();
           await store.close();
+          closeRootKeys();
         })();
         return closing;
       },
     };
   } catch (e) {
     await store.close();
+    closeRootKeys();
     throw e;
   }
 }

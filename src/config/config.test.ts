@@ -33,6 +33,7 @@ describe('defaults', () => {
       grpc: { host: '127.0.0.1', port: 8443 },
       store: { kind: 'sqlite', path: join(dataDir, 'kmsd.db') },
       rootKey: { kind: 'file', path: join(dataDir, 'root.key') },
+      previousRootKeys: [],
       auth: 'iam',
       testClock: false,
       cache: { maxKeys: 10_000, ttlMs: 60_000 },

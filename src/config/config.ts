@@ -15,14 +15,94 @@ const hostPort = z.string().transform((text, ctx) => {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 });
 
-const rootKeySpec = z.string().transform((text, ctx) => {
+export interface Pkcs11RootKeySpec {
+  readonly kind: 'pkcs11';
+  /** Path of the PKCS#11 module (.so). */
+  readonly module: string;
+  /** The token, by label or by slot id (exactly one). */
+  readonly token?: string;
+  readonly slot?: string;
+  /** Where the user PIN comes from: never the spec itself, which `ps` would show. */
+  readonly pin: { readonly file: string } | { readonly env: string };
+  /** CKA_LABEL of the root key object. */
+  readonly keyLabel: string;
+  /** Generate the key in the token when there is none with that label. */
+  readonly create: boolean;
+  /** Most sessions kmsd keeps open on the token at once. */
+  readonly maxSessions: number;
+}
+
+export type RootKeySpec = { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly variable: string } | Pkcs11RootKeySpec;
+
+const PKCS11_ATTRIBUTES = ['module', 'token', 'slot', 'pin-file', 'pin-env', 'key-label', 'create', 'max-sessions'] as const;
+const PKCS11_FORM = 'pkcs11:module=PATH;token=LABEL|slot=ID;pin-file=PATH|pin-env=VARIABLE;key-label=LABEL[;create=yes][;max-sessions=N]';
+
+/**
+ * `pkcs11:` followed by `name=value` attributes separated by `;` (as in RFC 7512 PKCS#11 URIs;
+ * values may be percent-encoded). Messages never repeat a value: a PIN put in by mistake stays out
+ * of logs.
+ */
+function parsePkcs11Spec(body: string): { spec: Pkcs11RootKeySpec } | { error: string } {
+  const attrs = new Map<string, string>();
+  for (const part of body.split(';')) {
+    if (part.trim() === '') continue;
+    const eq = part.indexOf('=');
+    const name = (eq < 0 ? part : part.slice(0, eq)).trim();
+    if (name === 'pin' || name === 'pin-value' || name === 'pin-source') {
+      return { error: `pkcs11: a PIN in --root-key would show in ps and in the environment of every child; give pin-file=PATH or pin-env=VARIABLE instead` };
+    }
+    if (eq < 0) return { error: `pkcs11: attribute "${name}" has no value (${PKCS11_FORM})` };
+    if (!(PKCS11_ATTRIBUTES as readonly string[]).includes(name)) return { error: `pkcs11: unknown attribute "${name}" (${PKCS11_FORM})` };
+    if (attrs.has(name)) return { error: `pkcs11: attribute "${name}" is given twice` };
+    let value: string;
+    try {
+      value = decodeURIComponent(part.slice(eq + 1).trim());
+    } catch {
+      return { error: `pkcs11: attribute "${name}" is not valid percent-encoding` };
+    }
+    if (value === '') return { error: `pkcs11: attribute "${name}" is empty` };
+    attrs.set(name, value);
+  }
+  const module = attrs.get('module');
+  if (module === undefined) return { error: `pkcs11: module=PATH (the PKCS#11 library) is required (${PKCS11_FORM})` };
+  const token = attrs.get('token');
+  const slot = attrs.get('slot');
+  if ((token === undefined) === (slot === undefined)) return { error: 'pkcs11: give exactly one of token=LABEL and slot=ID' };
+  if (slot !== undefined && !/^\d{1,20}$/.test(slot)) return { error: 'pkcs11: slot must be a slot id (a number)' };
+  const pinFile = attrs.get('pin-file');
+  const pinEnv = attrs.get('pin-env');
+  if ((pinFile === undefined) === (pinEnv === undefined)) return { error: 'pkcs11: give exactly one of pin-file=PATH and pin-env=VARIABLE' };
+  if (pinEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(pinEnv)) return { error: 'pkcs11: pin-env must name an environment variable' };
+  const keyLabel = attrs.get('key-label');
+  if (keyLabel === undefined) return { error: 'pkcs11: key-label=LABEL (the root key object in the token) is required' };
+  const create = attrs.get('create') ?? 'no';
+  if (create !== 'yes' && create !== 'no') return { error: 'pkcs11: create must be yes or no' };
+  const maxSessions = Number(attrs.get('max-sessions') ?? '4');
+  if (!Number.isInteger(maxSessions) || maxSessions < 1 || maxSessions > 256) return { error: 'pkcs11: max-sessions must be a whole number from 1 to 256' };
+  return {
+    spec: {
+      kind: 'pkcs11',
+      module: isAbsolute(module) ? module : resolve(module),
+      ...(token === undefined ? {} : { token }),
+      ...(slot === undefined ? {} : { slot }),
+      pin: pinFile !== undefined ? { file: resolve(pinFile) } : { env: pinEnv! },
+      keyLabel,
+      create: create === 'yes',
+      maxSessions,
+    },
+  };
+}
+
+const rootKeySpec = z.string().transform((text, ctx): RootKeySpec => {
   if (text.startsWith('file:') && text.length > 5) return { kind: 'file' as const, path: text.slice(5) };
   if (/^env:[A-Za-z_][A-Za-z0-9_]*$/.test(text)) return { kind: 'env' as const, variable: text.slice(4) };
   if (text.startsWith('pkcs11:')) {
-    ctx.addIssue({ code: 'custom', message: 'pkcs11: root keys are not supported by this build yet' });
+    const parsed = parsePkcs11Spec(text.slice('pkcs11:'.length));
+    if ('spec' in parsed) return parsed.spec;
+    ctx.addIssue({ code: 'custom', message: parsed.error });
     return z.NEVER;
   }
-  ctx.addIssue({ code: 'custom', message: `"${text}" is not file:PATH or env:VARIABLE` });
+  ctx.addIssue({ code: 'custom', message: `"${text.startsWith('pkcs11') ? 'pkcs11…' : text}" is not file:PATH, env:VARIABLE or ${PKCS11_FORM}` });
   return z.NEVER;
 });
 
@@ -39,6 +119,7 @@ export const ServeOptions = z
     store: z.enum(['sqlite', 'postgres']).default('sqlite'),
     postgresUrl: z.string().optional(),
     rootKey: rootKeySpec.optional(),
+    previousRootKey: z.union([rootKeySpec, z.array(rootKeySpec)]).optional(),
     auth: z.enum(['iam', 'none']).default('iam'),
     seed: z.string().min(1).optional(),
     testClock: z.enum(['off', 'on', 'force']).default('off'),
@@ -70,7 +151,10 @@ export interface ServeConfig {
   /** The operator's certificate; without it kmsd generates a CA and a localhost certificate. */
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
   readonly store: { readonly kind: 'sqlite'; readonly path: string };
-  readonly rootKey: { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly variable: string };
+  /** Wraps all new material; the keyring's current key. */
+  readonly rootKey: RootKeySpec;
+  /** Keys that may still have wrapped stored material, until `kmsd root-key rotate` has rewrapped it. */
+  readonly previousRootKeys: readonly RootKeySpec[];
   readonly auth: 'iam' | 'none';
   readonly seedFile?: string;
   readonly testClock: boolean;
@@ -90,6 +174,7 @@ export const ENV_VARS: Readonly<Record<keyof ServeOptionsInput, string>> = {
   store: 'KMSD_STORE',
   postgresUrl: 'KMSD_POSTGRES_URL',
   rootKey: 'KMSD_ROOT_KEY',
+  previousRootKey: 'KMSD_PREVIOUS_ROOT_KEY',
   auth: 'KMSD_AUTH',
   seed: 'KMSD_SEED',
   testClock: 'KMSD_TEST_CLOCK',
@@ -108,12 +193,12 @@ const FLAG_NAMES: Record<string, string> = Object.fromEntries(
 );
 
 /** Merges flags over environment variables, validates, resolves paths, freezes. */
-export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, string | boolean>>, env: NodeJS.ProcessEnv): ServeConfig {
+export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, string | boolean | readonly string[]>>, env: NodeJS.ProcessEnv): ServeConfig {
   const merged: Record<string, unknown> = {};
   for (const [option, variable] of Object.entries(ENV_VARS)) {
     const fromFlag = flags[option as keyof ServeOptionsInput];
     const value = fromFlag ?? env[variable];
-    if (value === undefined || value === '') continue;
+    if (value === undefined || value === '' || (Array.isArray(value) && value.length === 0)) continue;
     const toggle = option === 'testClock' || option === 'restTls';
     const on = toggle && (value === true || value === 'true' || value === '1' || value === 'on');
     const off = value === false || (toggle && (value === 'false' || value === '0'));
@@ -128,14 +213,17 @@ export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, s
   }
   const o = parsed.data;
   const dataDir = resolve(o.dataDir);
-  const rootKey = o.rootKey ?? { kind: 'file' as const, path: join(dataDir, 'root.key') };
+  const absolute = (k: RootKeySpec): RootKeySpec => (k.kind === 'file' && !isAbsolute(k.path) ? { kind: 'file', path: resolve(k.path) } : k);
+  const rootKey = absolute(o.rootKey ?? { kind: 'file' as const, path: join(dataDir, 'root.key') });
+  const previousRootKeys = (o.previousRootKey === undefined ? [] : Array.isArray(o.previousRootKey) ? o.previousRootKey : [o.previousRootKey]).map(absolute);
   return Object.freeze({
     dataDir,
     rest: { ...o.restAddr, tls: o.restTls === 'on' },
     grpc: o.grpcAddr,
     ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey) } } : {}),
     store: { kind: 'sqlite' as const, path: join(dataDir, 'kmsd.db') },
-    rootKey: rootKey.kind === 'file' && !isAbsolute(rootKey.path) ? { kind: 'file' as const, path: resolve(rootKey.path) } : rootKey,
+    rootKey,
+    previousRootKeys,
     auth: o.auth,
     ...(o.seed === undefined ? {} : { seedFile: resolve(o.seed) }),
     testClock: o.testClock !== 'off',

@@ -37,7 +37,8 @@ export function encodeHeaderV1(versionId: string): Buffer {
   return Buffer.concat([Buffer.of(CIPHERTEXT_MAGIC, FORMAT_V1, id.length), id]);
 }
 
-function aadV1(header: Buffer, keyId: string, aadContext: Buffer): Buffer {
+/** The GCM additional data of a v1 ciphertext: header ‖ lp(key id) ‖ lp(aad context). */
+export function aadV1(header: Buffer, keyId: string, aadContext: Buffer): Buffer {
   return Buffer.concat([header, lengthPrefixed(Buffer.from(keyId, 'utf8')), lengthPrefixed(aadContext)]);
 }
 
@@ -53,6 +54,38 @@ export function sealV1(p: {
   const nonce = p.random.bytes(GCM_NONCE_LENGTH);
   const sealed = gcmSeal(p.key, nonce, p.plaintext, aadV1(header, p.keyId, p.aadContext));
   return Buffer.concat([header, nonce, sealed]);
+}
+
+/**
+ * Seals with an AES-GCM that runs elsewhere (an HSM-hosted key version): the same header, nonce
+ * and AAD as sealV1, so the result is an ordinary v1 ciphertext that parseCiphertextV1 reads.
+ * `seal` returns ciphertext ‖ 16-byte tag.
+ */
+export async function sealV1With(p: {
+  seal: (nonce: Buffer, plaintext: Buffer, aad: Buffer) => Promise<Buffer>;
+  keyId: string;
+  versionId: string;
+  plaintext: Buffer;
+  aadContext: Buffer;
+  random: Random;
+}): Promise<Buffer> {
+  const header = encodeHeaderV1(p.versionId);
+  const nonce = p.random.bytes(GCM_NONCE_LENGTH);
+  const sealed = await p.seal(nonce, p.plaintext, aadV1(header, p.keyId, p.aadContext));
+  if (sealed.length !== p.plaintext.length + GCM_TAG_LENGTH) throw new Error('AES-GCM returned a ciphertext of the wrong length');
+  return Buffer.concat([header, nonce, sealed]);
+}
+
+/** Opens a parsed v1 ciphertext with an AES-GCM that runs elsewhere; `open` answers undefined on any authentication failure. */
+export async function openV1With(p: {
+  open: (nonce: Buffer, sealed: Buffer, aad: Buffer) => Promise<Buffer | undefined>;
+  keyId: string;
+  parsed: ParsedCiphertextV1;
+  aadContext: Buffer;
+}): Promise<Buffer> {
+  const plaintext = await p.open(p.parsed.nonce, p.parsed.sealed, aadV1(p.parsed.header, p.keyId, p.aadContext));
+  if (plaintext === undefined) throw ERR.invalidCiphertext();
+  return plaintext;
 }
 
 /** Reads the header. Throws the one invalid-ciphertext error for anything that is not v1. */

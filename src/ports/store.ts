@@ -132,6 +132,27 @@ export interface AuditStore {
   queryAudit(filter: AuditFilter, page: PageRequest): Promise<Page<StoredAuditRecord>>;
 }
 
+/** One stored blob of version material, as root-key rotation walks them. */
+export interface StoredMaterial {
+  readonly keyId: string;
+  readonly versionId: string;
+  /** Wrapped material, or an HSM reference for an HSM-hosted version; never NULL (destroyed versions are left out). */
+  readonly material: Buffer;
+}
+
+/**
+ * What `kmsd root-key rotate` needs: a walk over every stored blob and compare-and-set updates, so
+ * a rewrap that races a destruction, a purge or another rewrap never overwrites what they did.
+ */
+export interface RewrapStore {
+  /** Blobs of versions whose id sorts after `afterVersionId` ('' for the first page), in version id order. */
+  listStoredMaterial(afterVersionId: string, limit: number): Promise<StoredMaterial[]>;
+  /** Replaces the blob only if it is still `expected`; false when it changed or is gone. */
+  replaceStoredMaterial(keyId: string, versionId: string, expected: Buffer, next: Buffer): Promise<boolean>;
+  /** Replaces a meta value only if it is still `expected`; false otherwise. */
+  replaceMeta(name: string, expected: string, next: string): Promise<boolean>;
+}
+
 /** Small named values kmsd keeps about itself (the root-key check value, the bootstrap admin id). */
 export interface MetaStore {
   getMeta(name: string): Promise<string | undefined>;
@@ -139,6 +160,6 @@ export interface MetaStore {
   initMeta(name: string, value: string): Promise<string>;
 }
 
-export interface Store extends KeyStore, OperationStore, PrincipalStore, AccessStore, AuditStore, MetaStore {
+export interface Store extends KeyStore, OperationStore, PrincipalStore, AccessStore, AuditStore, MetaStore, RewrapStore {
   close(): Promise<void>;
 }

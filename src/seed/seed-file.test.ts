@@ -37,7 +37,7 @@ let keys: KeyService;
 beforeEach(() => {
   store = openSqliteStore(':memory:');
   rootKey = softwareRootKey(new SecretBytes(randomBytes(32)), cryptoRandom);
-  keys = keyService({ store, rootKey, cache: { invalidate: () => undefined }, authorizer: grantAllAuthorizer, clock: { now: () => T0 }, random: cryptoRandom, hsmConfigured: false });
+  keys = keyService({ store, rootKey, cache: { invalidate: () => undefined }, authorizer: grantAllAuthorizer, clock: { now: () => T0 }, random: cryptoRandom });
 });
 
 afterEach(async () => {

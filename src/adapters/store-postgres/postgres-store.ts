@@ -6,7 +6,7 @@ import type { Principal, TokenRecord } from '../../domain/principal.js';
 import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, type Subject } from '../../domain/access.js';
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
-import type { AccessBindingChange, AuditAppend, KeyChange, Store } from '../../ports/store.js';
+import type { AccessBindingChange, AuditAppend, KeyChange, Store, StoredMaterial } from '../../ports/store.js';
 import { auditPage, auditQuery, auditRow } from '../store-rows/audit-rows.js';
 import { mapPage } from './keyset-page.js';
 import { migrate, schemaVersion } from './migrations.js';
@@ -313,6 +313,20 @@ export class PostgresStore implements Store {
       // one); `?? value` only satisfies the type.
       return (await first(db, S.getMeta, { name }))?.value ?? value;
     });
+  }
+
+  async replaceMeta(name: string, expected: string, next: string): Promise<boolean> {
+    return this.read(async (db) => (await run(db, S.replaceMeta, { name, expected, next })) === 1);
+  }
+
+  async listStoredMaterial(afterVersionId: string, limit: number): Promise<StoredMaterial[]> {
+    return this.read(async (db) =>
+      (await all(db, S.listStoredMaterial, { after: afterVersionId, limit })).map((r) => ({ keyId: r.key_id, versionId: r.id, material: r.wrapped_material })),
+    );
+  }
+
+  async replaceStoredMaterial(keyId: string, versionId: string, expected: Buffer, next: Buffer): Promise<boolean> {
+    return this.read(async (db) => (await run(db, S.replaceStoredMaterial, { key_id: keyId, id: versionId, expected, next })) === 1);
   }
 
   /** Ends the pool once its connections are idle; calling it again does nothing. */

@@ -146,6 +146,14 @@ export const SQL = {
 
   getMeta: 'SELECT value FROM meta WHERE name = @name',
   insertMetaIfAbsent: 'INSERT INTO meta (name, value) VALUES (@name, @value) ON CONFLICT (name) DO NOTHING',
+  replaceMeta: 'UPDATE meta SET value = @next WHERE name = @name AND value = @expected',
+
+  // Root-key rotation walks every blob by version id (the primary key) and swaps each one only if unchanged.
+  listStoredMaterial:
+    'SELECT key_id, id, wrapped_material FROM key_versions WHERE id > @after AND wrapped_material IS NOT NULL ORDER BY id LIMIT @limit',
+  replaceStoredMaterial:
+    'UPDATE key_versions SET wrapped_material = @next::bytea ' +
+    'WHERE key_id = @key_id AND id = @id AND wrapped_material = @expected::bytea',
 } as const;
 
 type ById = { id: string };
@@ -212,4 +220,7 @@ export const STATEMENTS = {
 
   getMeta: statement<{ name: string }, { value: string }>(SQL.getMeta),
   insertMetaIfAbsent: statement<{ name: string; value: string }>(SQL.insertMetaIfAbsent),
+  replaceMeta: statement<{ name: string; expected: string; next: string }>(SQL.replaceMeta),
+  listStoredMaterial: statement<{ after: string; limit: number }, { key_id: string; id: string; wrapped_material: Buffer }>(SQL.listStoredMaterial),
+  replaceStoredMaterial: statement<VersionRef & { expected: Buffer; next: Buffer }>(SQL.replaceStoredMaterial),
 } as const;

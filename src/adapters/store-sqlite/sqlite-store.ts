@@ -6,7 +6,7 @@ import type { Principal, TokenRecord } from '../../domain/principal.js';
 import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, type Subject } from '../../domain/access.js';
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
-import type { AccessBindingChange, AuditAppend, KeyChange, Store } from '../../ports/store.js';
+import type { AccessBindingChange, AuditAppend, KeyChange, Store, StoredMaterial } from '../../ports/store.js';
 import { auditPage, auditQuery, auditRow } from '../store-rows/audit-rows.js';
 import { mapPage } from './keyset-page.js';
 import { migrate, schemaVersion } from './migrations.js';
@@ -294,6 +294,20 @@ export class SqliteStore implements Store {
     // Nothing deletes meta rows, so the row is there now (ours or an earlier one); `?? value` only
     // satisfies the type.
     return this.s.getMeta.get({ name }) ?? value;
+  }
+
+  async replaceMeta(name: string, expected: string, next: string): Promise<boolean> {
+    return this.s.replaceMeta.run({ name, expected, next }).changes === 1;
+  }
+
+  async listStoredMaterial(afterVersionId: string, limit: number): Promise<StoredMaterial[]> {
+    return this.s.listStoredMaterial
+      .all({ after: afterVersionId, limit })
+      .map((r) => ({ keyId: r.key_id, versionId: r.id, material: r.wrapped_material }));
+  }
+
+  async replaceStoredMaterial(keyId: string, versionId: string, expected: Buffer, next: Buffer): Promise<boolean> {
+    return this.s.replaceStoredMaterial.run({ key_id: keyId, id: versionId, expected, next }).changes === 1;
   }
 
   async close(): Promise<void> {

@@ -66,7 +66,7 @@ beforeEach(async () => {
   const cache = new KeyCache(store, rootKey, { maxKeys: 100, ttlMs: 60_000 });
   const clock = { now: () => T0 };
   const authorizer = bindingAuthorizer(store);
-  keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, hsmConfigured: false });
+  keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom });
   crypto = cryptoService({ cache, authorizer, random: cryptoRandom });
 });
 

@@ -1,6 +1,7 @@
-import { ERR } from '../../errors/kms-error.js';
-import { assertKeyUsable, assertVersionUsable, DATA_KEY_LENGTH, type SymmetricAlgorithm, type SymmetricKey } from '../../domain/key.js';
-import { openV1, parseCiphertextV1, sealV1 } from '../../crypto/ciphertext-v1.js';
+import { ERR, type KmsError } from '../../errors/kms-error.js';
+import { assertKeyUsable, assertVersionUsable, DATA_KEY_LENGTH, type KeyVersion, type SymmetricAlgorithm, type SymmetricKey } from '../../domain/key.js';
+import { openV1, openV1With, parseCiphertextV1, sealV1, sealV1With } from '../../crypto/ciphertext-v1.js';
+import { SecretBytes } from '../../crypto/secret-bytes.js';
 import type { Random } from '../../ports/random.js';
 import { missingKey, type Authorizer, type Permission } from '../access/authorizer.js';
 import { note } from '../audit/trail.js';
@@ -66,6 +67,13 @@ export interface CryptoServiceDeps {
   readonly random: Random;
 }
 
+function noMaterial(key: SymmetricKey, version: KeyVersion): KmsError {
+  if (version.hostedByHsm) {
+    return ERR.failedPrecondition(`key ${key.id}: version ${version.id} is hosted by an HSM, and this kmsd has none configured (start it with --root-key pkcs11:... of that HSM)`);
+  }
+  return ERR.failedPrecondition(`key ${key.id}: version ${version.id} has no usable material`);
+}
+
 export function cryptoService(d: CryptoServiceDeps) {
   async function usableKey(ctx: CallContext, keyId: string, permission: Permission): Promise<SymmetricKey> {
     const key = await d.cache.getKey(keyId);
@@ -81,7 +89,7 @@ export function cryptoService(d: CryptoServiceDeps) {
     const usable = await d.cache.getVersion(key, id);
     if (!usable) throw ERR.versionNotFound(key.id, id);
     assertVersionUsable(usable.version);
-    if (!usable.material) throw ERR.failedPrecondition(`key ${key.id}: version ${id} has no usable material`);
+    if (!usable.material) throw noMaterial(key, usable.version);
     return usable as Required<UsableVersion>;
   }
 
@@ -91,12 +99,20 @@ export function cryptoService(d: CryptoServiceDeps) {
     // A version this key does not have: forged, or made by another key. Same answer as tampering.
     if (!usable) throw ERR.invalidCiphertext();
     assertVersionUsable(usable.version);
-    if (!usable.material) throw ERR.failedPrecondition(`key ${key.id}: version ${parsed.versionId} has no usable material`);
-    return { versionId: parsed.versionId, plaintext: openV1({ key: usable.material, keyId: key.id, parsed, aadContext }) };
+    if (!usable.material) throw noMaterial(key, usable.version);
+    const m = usable.material;
+    const plaintext =
+      m instanceof SecretBytes
+        ? openV1({ key: m, keyId: key.id, parsed, aadContext })
+        : await openV1With({ open: (nonce, sealed, aad) => m.open(nonce, sealed, aad), keyId: key.id, parsed, aadContext });
+    return { versionId: parsed.versionId, plaintext };
   }
 
-  function seal(key: SymmetricKey, usable: Required<UsableVersion>, plaintext: Buffer, aadContext: Buffer): Buffer {
-    return sealV1({ key: usable.material, keyId: key.id, versionId: usable.version.id, plaintext, aadContext, random: d.random });
+  /** Software versions seal right here (synchronously); HSM-hosted ones have the HSM run the same AES-GCM. */
+  function seal(key: SymmetricKey, usable: Required<UsableVersion>, plaintext: Buffer, aadContext: Buffer): Buffer | Promise<Buffer> {
+    const m = usable.material;
+    const common = { keyId: key.id, versionId: usable.version.id, plaintext, aadContext, random: d.random };
+    return m instanceof SecretBytes ? sealV1({ key: m, ...common }) : sealV1With({ seal: (nonce, pt, aad) => m.seal(nonce, pt, aad), ...common });
   }
 
   return {
@@ -106,7 +122,7 @@ export function cryptoService(d: CryptoServiceDeps) {
       note(ctx, { folderId: key.folderId });
       const usable = await encryptingVersion(key, input.versionId);
       note(ctx, { versionId: usable.version.id });
-      return { keyId: key.id, versionId: usable.version.id, ciphertext: seal(key, usable, input.plaintext, input.aadContext) };
+      return { keyId: key.id, versionId: usable.version.id, ciphertext: await seal(key, usable, input.plaintext, input.aadContext) };
     },
 
     async decrypt(ctx: CallContext, input: DecryptInput): Promise<DecryptOutput> {
@@ -133,7 +149,7 @@ export function cryptoService(d: CryptoServiceDeps) {
           versionId: usable.version.id,
           sourceKeyId: source.id,
           sourceVersionId,
-          ciphertext: seal(target, usable, plaintext, input.aadContext),
+          ciphertext: await seal(target, usable, plaintext, input.aadContext),
         };
       } finally {
         plaintext.fill(0); // the recovered plaintext never leaves the service
@@ -147,7 +163,7 @@ export function cryptoService(d: CryptoServiceDeps) {
       const usable = await encryptingVersion(key, input.versionId);
       note(ctx, { versionId: usable.version.id });
       const dataKey = d.random.bytes(DATA_KEY_LENGTH[input.dataKeySpec ?? 'AES_256']);
-      const dataKeyCiphertext = seal(key, usable, dataKey, input.aadContext);
+      const dataKeyCiphertext = await seal(key, usable, dataKey, input.aadContext);
       if (input.skipPlaintext) {
         dataKey.fill(0);
         return { keyId: key.id, versionId: usable.version.id, dataKeyCiphertext };

@@ -142,7 +142,7 @@ describe('KeyCache: single flight', () => {
     const results = await Promise.all(pending);
     assert.deepEqual(store.calls, { getKey: 1, getVersion: 1, getWrappedMaterial: 1 });
     assert.equal(root.unwraps, 1);
-    for (const r of results) assert.deepEqual(r?.material?.exposeSecret(), Buffer.alloc(32, 1));
+    for (const r of results) assert.deepEqual((r?.material as SecretBytes | undefined)?.exposeSecret(), Buffer.alloc(32, 1));
     await cache.getVersion(key, 'abjk1-v0');
     assert.deepEqual(store.calls, { getKey: 1, getVersion: 1, getWrappedMaterial: 1 }, 'warm: no further read');
   });
@@ -293,7 +293,7 @@ describe('KeyCache: material', () => {
 
     const active = await cache.getVersion(key, 'abjk1-v0');
     assert.equal(active?.version.status, 'ACTIVE');
-    assert.deepEqual(active?.material?.exposeSecret(), Buffer.alloc(32, 1));
+    assert.deepEqual((active?.material as SecretBytes | undefined)?.exposeSecret(), Buffer.alloc(32, 1));
     assert.equal(root.unwraps, 1);
 
     const scheduled = await cache.getVersion(key, 'abjk1-v1');
@@ -321,7 +321,7 @@ describe('KeyCache: material', () => {
     await store.addKey('abjk1');
     await store.addKey('abjk2');
     const key = (await cache.getKey('abjk1'))!;
-    const material = (await cache.getVersion(key, 'abjk1-v0'))!.material!;
+    const material = (await cache.getVersion(key, 'abjk1-v0'))!.material as SecretBytes;
     assert.deepEqual(material.exposeSecret(), Buffer.alloc(32, 1));
     await cache.getKey('abjk2'); // evicts abjk1
     assert.deepEqual(material.exposeSecret(), Buffer.alloc(32, 1), 'still usable in the current turn');

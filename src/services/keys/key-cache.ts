@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { KeyVersion, SymmetricKey } from '../../domain/key.js';
-import type { SecretBytes } from '../../crypto/secret-bytes.js';
+import { SecretBytes } from '../../crypto/secret-bytes.js';
+import type { HsmKey, HsmKeyVersions } from '../../ports/hsm.js';
 import { wrappedAad } from '../../crypto/wrapped-material.js';
 import type { KeyStore } from '../../ports/store.js';
 import type { RootKeyProvider } from '../../ports/root-key.js';
@@ -17,8 +18,12 @@ import type { RootKeyProvider } from '../../ports/root-key.js';
 
 export interface UsableVersion {
   readonly version: KeyVersion;
-  /** Absent for versions that are not ACTIVE: their material is never unwrapped. */
-  readonly material?: SecretBytes;
+  /**
+   * Unwrapped material, or for an HSM-hosted version the handle of its key in the HSM. Absent for
+   * versions that are not ACTIVE (their material is never unwrapped) and for HSM-hosted versions
+   * when no HSM is configured.
+   */
+  readonly material?: SecretBytes | HsmKey;
 }
 
 interface Entry {
@@ -48,14 +53,16 @@ function joinOrStart<T>(loads: Map<string, Promise<T>>, id: string, start: () =>
 export class KeyCache {
   readonly #store: Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'>;
   readonly #rootKey: RootKeyProvider;
+  readonly #hsm: HsmKeyVersions | undefined;
   readonly #entries: LRUCache<string, Entry>;
   readonly #keyLoads = new Map<string, Promise<SymmetricKey | undefined>>();
   readonly #versionLoads = new Map<string, Promise<UsableVersion | undefined>>();
   #epoch = 0;
 
-  constructor(store: Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'>, rootKey: RootKeyProvider, opts: KeyCacheOptions) {
+  constructor(store: Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'>, rootKey: RootKeyProvider, opts: KeyCacheOptions, hsm?: HsmKeyVersions) {
     this.#store = store;
     this.#rootKey = rootKey;
+    this.#hsm = hsm;
     this.#entries = new LRUCache<string, Entry>({
       max: opts.maxKeys,
       ttl: opts.ttlMs,
@@ -63,7 +70,7 @@ export class KeyCache {
       // material uses it synchronously in the microtask that follows, which runs before setImmediate.
       dispose: (entry) => {
         setImmediate(() => {
-          for (const v of entry.versions.values()) v.material?.wipe();
+          for (const v of entry.versions.values()) if (v.material instanceof SecretBytes) v.material.wipe();
         });
       },
     });
@@ -111,6 +118,7 @@ export class KeyCache {
     if (version.status !== 'ACTIVE') return { version };
     const wrapped = await this.#store.getWrappedMaterial(keyId, versionId);
     if (!wrapped) return { version };
+    if (version.hostedByHsm) return this.#hsm ? { version, material: await this.#hsm.open(wrapped) } : { version };
     return { version, material: await this.#rootKey.unwrap(wrapped, wrappedAad(keyId, versionId)) };
   }
 

@@ -1,3 +1,4 @@
+import type { HsmKeyVersions } from '../../ports/hsm.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -80,6 +81,12 @@ let clock: TestClock;
 let invalidated: string[];
 let keys: KeyService;
 let hsmKeys: KeyService;
+/** Stands for "an HSM is configured" where no version is created in it (the real one is tested in test/integration/hsm.test.ts). */
+const unusedHsm: HsmKeyVersions = {
+  generate: () => Promise.reject(new Error('not used here')),
+  open: () => Promise.reject(new Error('not used here')),
+  destroy: () => Promise.reject(new Error('not used here')),
+};
 
 beforeEach(async () => {
   raw = openSqliteStore(':memory:');
@@ -98,8 +105,8 @@ beforeEach(async () => {
     },
   };
   const deps = { store, rootKey, cache, authorizer: bindingAuthorizer(raw), clock, random: cryptoRandom };
-  keys = keyService({ ...deps, hsmConfigured: false });
-  hsmKeys = keyService({ ...deps, hsmConfigured: true });
+  keys = keyService(deps);
+  hsmKeys = keyService({ ...deps, hsm: unusedHsm });
 });
 
 afterEach(async () => {

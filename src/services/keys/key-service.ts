@@ -25,6 +25,8 @@ import { wrappedAad } from '../../crypto/wrapped-material.js';
 import type { Clock } from '../../ports/clock.js';
 import type { Random } from '../../ports/random.js';
 import type { RootKeyProvider } from '../../ports/root-key.js';
+import type { HsmKeyVersions } from '../../ports/hsm.js';
+import type { Logger } from 'pino';
 import type { KeyChange, NewVersion, Store } from '../../ports/store.js';
 import { missingKey, type Authorizer, type Permission } from '../access/authorizer.js';
 import { callerId } from '../../domain/principal.js';
@@ -84,7 +86,10 @@ export interface KeyServiceDeps {
   readonly authorizer: Authorizer;
   readonly clock: Clock;
   readonly random: Random;
-  readonly hsmConfigured: boolean;
+  /** Hosts AES_256_HSM versions; without it they cannot be created (FAILED_PRECONDITION). */
+  readonly hsm?: HsmKeyVersions;
+  /** Reports HSM objects that could not be destroyed (they are then left in the token). */
+  readonly logger?: Pick<Logger, 'warn'>;
   /** Records each mutation in the same transaction as its change; absent in unit tests of other concerns. */
   readonly audit?: Pick<AuditLog, 'forCommit' | 'committed' | 'systemCommit'>;
 }
@@ -138,10 +143,49 @@ export function keyService(d: KeyServiceDeps) {
     return { key, primaryVersion: await versionOf(key, key.primaryVersionId) };
   }
 
+  /** References of the key's HSM-hosted versions that still have one (destroyed versions have none). */
+  async function hsmReferences(keyId: string): Promise<{ id: string; reference: Buffer }[]> {
+    const found: { id: string; reference: Buffer }[] = [];
+    let pageToken = '';
+    do {
+      const page = await d.store.listVersions(keyId, { pageSize: 1000, pageToken });
+      for (const v of page.items) {
+        if (!v.hostedByHsm) continue;
+        const reference = await d.store.getWrappedMaterial(keyId, v.id);
+        if (reference) found.push({ id: v.id, reference });
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken !== '');
+    return found;
+  }
+
+  /**
+   * Destroys HSM key objects once the store no longer refers to them. A failure leaves an unused
+   * object in the token (labelled with its key and version) and is logged; the destruction in the
+   * store stands either way.
+   */
+  async function destroyInHsm(keyId: string, versions: readonly { id: string; reference: Buffer }[]): Promise<void> {
+    for (const v of versions) {
+      try {
+        if (!d.hsm) throw new Error('no HSM is configured');
+        await d.hsm.destroy(v.reference);
+      } catch (e) {
+        d.logger?.warn({ keyId, versionId: v.id, err: e }, 'could not destroy the HSM object of a destroyed key version; delete it from the token by hand');
+      }
+    }
+  }
+
   async function newVersion(key: Pick<SymmetricKey, 'id'>, now: number, seed: SeedVersion = {}, algorithm?: SymmetricAlgorithm): Promise<NewVersion> {
     const alg = seed.algorithm ?? algorithm;
     if (alg === undefined) throw ERR.field('default_algorithm', 'required');
-    assertAlgorithmAvailable(alg, d.hsmConfigured);
+    assertAlgorithmAvailable(alg, d.hsm !== undefined);
+    if (alg === 'AES_256_HSM' && d.hsm) {
+      if (seed.material) throw ERR.invalidArgument('AES_256_HSM material is generated inside the HSM and cannot be given');
+      const version: KeyVersion = { id: seed.id ?? newId(d.random), keyId: key.id, status: 'ACTIVE', algorithm: alg, createdAt: now, hostedByHsm: true };
+      // The store keeps a reference to the HSM object in place of wrapped material. Should the
+      // commit fail, the object stays in the token unused (it is labelled with its key and version).
+      return { version, wrappedMaterial: await d.hsm.generate(key.id, version.id) };
+    }
     const length = MATERIAL_LENGTH[alg];
     if (length === undefined) throw ERR.unimplemented(`${alg} versions cannot be created by this build`);
     if (seed.material && seed.material.length !== length) {
@@ -248,7 +292,7 @@ export function keyService(d: KeyServiceDeps) {
   }
 
   async function createKey(ctx: CallContext | undefined, input: CreateKeyInput, fixed: { id?: string; versions?: readonly SeedVersion[]; primaryVersionId?: string } = {}): Promise<Operation> {
-    assertAlgorithmAvailable(input.defaultAlgorithm, d.hsmConfigured);
+    assertAlgorithmAvailable(input.defaultAlgorithm, d.hsm !== undefined);
     assertRotationPeriod(input.rotationPeriodMs);
     const now = d.clock.now();
     const keyId = fixed.id ?? newId(d.random);
@@ -340,7 +384,7 @@ export function keyService(d: KeyServiceDeps) {
               break;
             case 'default_algorithm':
               if (input.defaultAlgorithm === undefined) throw ERR.field('default_algorithm', 'required when listed in update_mask');
-              assertAlgorithmAvailable(input.defaultAlgorithm, d.hsmConfigured);
+              assertAlgorithmAvailable(input.defaultAlgorithm, d.hsm !== undefined);
               patch.defaultAlgorithm = input.defaultAlgorithm;
               break;
             case 'rotation_period':
@@ -461,8 +505,11 @@ export function keyService(d: KeyServiceDeps) {
           const current = await versionOf(key, due.id);
           if (current.status !== 'SCHEDULED_FOR_DESTRUCTION' || (current.destroyAt ?? Infinity) > now) continue;
           const audit = d.audit?.systemCommit('kmsd.DestroySymmetricKeyVersion', { keyId: key.id, folderId: key.folderId, versionId: current.id });
+          const hsmReference = current.hostedByHsm ? await d.store.getWrappedMaterial(key.id, current.id) : undefined;
+          // (the store drops the reference with the DESTROYED status; the object goes right after)
           await d.store.commitKeyChange({ key: bump(key, {}), expectRevision: key.revision, updateVersions: [destroy(current)], ...(audit ? { audit } : {}) });
           d.cache.invalidate(key.id);
+          if (hsmReference) await destroyInHsm(key.id, [{ id: current.id, reference: hsmReference }]);
           destroyed++;
         } catch (e) {
           errors.push(e);
@@ -470,8 +517,10 @@ export function keyService(d: KeyServiceDeps) {
       }
       for (const gone of await d.store.findDeletedKeys(now - DELETION_GRACE_MS, limit)) {
         try {
+          const inHsm = await hsmReferences(gone.id);
           await d.store.purgeKey(gone.id);
           d.cache.invalidate(gone.id);
+          await destroyInHsm(gone.id, inHsm);
           purged++;
         } catch (e) {
           errors.push(e);
