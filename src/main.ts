@@ -51,8 +51,8 @@ export class StartupError extends Error {
   override name = 'StartupError';
 }
 
-const ROOT_KEY_CHECK = 'root_key_check';
-const ROOT_KEY_CHECK_AAD = Buffer.from('kmsd root key check', 'utf8');
+export const ROOT_KEY_CHECK = 'root_key_check';
+export const ROOT_KEY_CHECK_AAD = Buffer.from('kmsd root key check', 'utf8');
 export const AUDIT_MAC_KEY = 'audit_mac_key';
 export const AUDIT_MAC_KEY_AAD = Buffer.from('kmsd audit mac key', 'utf8');
 

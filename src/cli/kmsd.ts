@@ -5,6 +5,7 @@ import { createLogger, startKmsd, StartupError } from '../main.js';
 import { SeedError } from '../seed/seed-file.js';
 import { addAdminCommands } from './admin-commands.js';
 import { addAuditCommands } from './audit-command.js';
+import { addRootKeyCommands, collect } from './root-key-command.js';
 
 // The `kmsd` command. `serve` starts the server; later commands are thin clients of the same API.
 
@@ -24,7 +25,8 @@ program
   .addOption(new Option('--rest-tls', `serve REST over HTTPS with the same certificate [${ENV_VARS.restTls}]`))
   .addOption(new Option('--store <kind>', `sqlite [${ENV_VARS.store}] (default sqlite)`))
   .addOption(new Option('--postgres-url <url>', `PostgreSQL connection string [${ENV_VARS.postgresUrl}]`))
-  .addOption(new Option('--root-key <spec>', `file:PATH or env:VARIABLE [${ENV_VARS.rootKey}] (default file:<data-dir>/root.key)`))
+  .addOption(new Option('--root-key <spec>', `file:PATH, env:VARIABLE or pkcs11:module=…;token=…;pin-file=…;key-label=… [${ENV_VARS.rootKey}] (default file:<data-dir>/root.key)`))
+  .addOption(new Option('--previous-root-key <spec>', `a former root key still needed until \`kmsd root-key rotate\` has run; repeatable [${ENV_VARS.previousRootKey}]`).argParser(collect))
   .addOption(new Option('--auth <mode>', `iam: tokens required; none: DEV MODE, everyone is admin [${ENV_VARS.auth}] (default iam)`))
   .addOption(new Option('--seed <file>', `YAML or JSON keys to create at start if missing [${ENV_VARS.seed}]`))
   .addOption(new Option('--test-clock [mode]', `enable POST /kmsd/v1/testing/clock:advance; "force" allows it with --auth iam [${ENV_VARS.testClock}]`))
@@ -88,6 +90,7 @@ program
   });
 
 addAuditCommands(program);
+addRootKeyCommands(program);
 addAdminCommands(program);
 
 await program.parseAsync(process.argv);
