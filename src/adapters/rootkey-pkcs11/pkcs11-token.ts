@@ -46,7 +46,7 @@ interface LoadedModule {
 }
 
 const modules = new Map<string, LoadedModule>();
-const tokens = new Map<string, { token: Pkcs11Token; refs: number }>();
+const tokens = new Map<string, { token: Pkcs11Token; refs: number; pin: string }>();
 
 function loadModule(path: string): LoadedModule {
   const loaded = modules.get(path);
@@ -148,21 +148,25 @@ export class Pkcs11Token {
    * A wrong PIN fails at once and is never retried (retries would lock the token).
    */
   static open(sel: TokenSelector, pin: string, maxSessions: number): Pkcs11Token {
-    const key = `${sel.module}\0${sel.token ?? ''}\0${sel.slot ?? ''}`;
-    const shared = tokens.get(key);
-    if (shared) {
-      shared.refs++;
-      return shared.token;
-    }
     const loaded = loadModule(sel.module);
     try {
       const slot = findSlot(loaded.p11, sel);
+      // One entry per slot, however it was selected: the login belongs to the slot.
+      const key = `${sel.module}\0${slotId(slot.slot)}`;
+      const shared = tokens.get(key);
+      if (shared) {
+        // The login is shared: a second PIN must not ride on the first one's session.
+        if (shared.pin !== pin) throw new Pkcs11Error(`PKCS#11 ${describe(sel)} is already open with a different PIN`);
+        shared.refs++;
+        releaseModule(sel.module); // the shared token holds its own reference
+        return shared.token;
+      }
       if (!loaded.p11.C_GetMechanismList(slot.slot).includes(pkcs11js.CKM_AES_GCM)) {
         throw new Pkcs11Error(`PKCS#11 token "${slot.label}" does not offer CKM_AES_GCM, which kmsd needs for wrapping and for AES_256_HSM keys`);
       }
       const token = new Pkcs11Token(sel.module, loaded.p11, slot, pin, maxSessions);
       token.#idle.push(token.#openSession());
-      tokens.set(key, { token, refs: 1 });
+      tokens.set(key, { token, refs: 1, pin });
       token.#release = () => {
         const entry = tokens.get(key);
         if (entry && --entry.refs > 0) return false;

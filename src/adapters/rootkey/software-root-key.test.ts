@@ -10,6 +10,7 @@ import { wrappedAad, wrappedRootKeyId } from '../../crypto/wrapped-material.js';
 import { Code, KmsError } from '../../errors/kms-error.js';
 import type { Random } from '../../ports/random.js';
 import { RootKeyError, readOrCreateRootKeyFile, readRootKeyFromEnv, softwareRootKey } from './software-root-key.js';
+import { rootKeyContract } from '../../../test/contract/root-key.contract.js';
 
 const csprng: Random = { bytes: (n) => randomBytes(n) };
 const dir = mkdtempSync(join(tmpdir(), 'kmsd-rootkey-test-'));
@@ -248,3 +249,9 @@ describe('softwareRootKey', () => {
     }
   });
 });
+
+rootKeyContract('software (file: and env:)', async () => ({
+  provider: softwareRootKey(new SecretBytes(randomBytes(32)), csprng),
+  other: softwareRootKey(new SecretBytes(randomBytes(32)), csprng),
+  close() {},
+}));
