@@ -1104,6 +1104,68 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.equal(await store.initMeta('admin-id', ''), '');
         assert.equal(await store.getMeta('admin-id'), '');
       });
+
+      it('replaceMeta swaps a value only if it is still the expected one', async () => {
+        await store.initMeta('rk-check', 'old');
+        assert.equal(await store.replaceMeta('rk-check', 'stale', 'new'), false);
+        assert.equal(await store.getMeta('rk-check'), 'old');
+        assert.equal(await store.replaceMeta('rk-check', 'old', 'new'), true);
+        assert.equal(await store.getMeta('rk-check'), 'new');
+        assert.equal(await store.replaceMeta('missing', 'old', 'new'), false);
+        assert.equal(await store.getMeta('missing'), undefined);
+      });
+    });
+
+    describe('stored material for root-key rotation', () => {
+      /** Every blob, page by page, as the rotation walks them. */
+      async function walk(pageSize: number): Promise<{ keyId: string; versionId: string; material: Buffer }[]> {
+        const all: { keyId: string; versionId: string; material: Buffer }[] = [];
+        for (let after = ''; ; ) {
+          const page = await store.listStoredMaterial(after, pageSize);
+          all.push(...page);
+          if (page.length < pageSize) return all;
+          after = page[page.length - 1]!.versionId;
+        }
+      }
+
+      it('walks every blob once in version id order, leaving out destroyed versions and purged keys', async () => {
+        const a = await createKey(store);
+        const extra = makeVersion(a.key.id);
+        const doomed = makeVersion(a.key.id, { status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + DAY_MS });
+        await updateKey(store, a.key, { ...a.key }, { insertVersions: [withMaterial(extra), withMaterial(doomed)] });
+        const b = await createKey(store);
+        const gone = await createKey(store);
+        const deleted = await updateKey(store, gone.key, { ...gone.key, deletedAt: T0 });
+        await store.purgeKey(deleted.id);
+        const a2 = (await store.getKey(a.key.id))!;
+        await updateKey(store, a2, { ...a2 }, { updateVersions: [destroy(doomed)] });
+
+        const expected = [a.primary, extra, b.primary]
+          .map((v) => ({ keyId: v.keyId, versionId: v.id, material: material(v.id) }))
+          .sort((x, y) => (x.versionId < y.versionId ? -1 : 1));
+        for (const pageSize of [1, 2, 100]) assert.deepEqual(await walk(pageSize), expected, `page size ${pageSize}`);
+      });
+
+      it('replaces a blob only if it is still the expected one', async () => {
+        const { key, primary } = await createKey(store);
+        const next = material('rewrapped');
+        assert.equal(await store.replaceStoredMaterial(key.id, primary.id, material('not it'), next), false);
+        assert.deepEqual(await store.getWrappedMaterial(key.id, primary.id), material(primary.id));
+        assert.equal(await store.replaceStoredMaterial(key.id, primary.id, material(primary.id), next), true);
+        assert.deepEqual(await store.getWrappedMaterial(key.id, primary.id), next);
+        assert.equal(await store.replaceStoredMaterial(key.id, primary.id, material(primary.id), material('again')), false, 'a second swap from the old value loses');
+        assert.equal(await store.replaceStoredMaterial('abjnokey', primary.id, next, material('x')), false, 'the key id must match too');
+      });
+
+      it('does not bring back the material of a version destroyed meanwhile', async () => {
+        const key = makeKey();
+        const old = makeVersion(key.id, { status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + DAY_MS });
+        await createKey(store, key, { insertVersions: [withMaterial(old)] });
+        const current = (await store.getKey(key.id))!;
+        await updateKey(store, current, { ...current }, { updateVersions: [destroy(old)] });
+        assert.equal(await store.replaceStoredMaterial(key.id, old.id, material(old.id), material('rewrapped')), false);
+        assert.equal(await store.getWrappedMaterial(key.id, old.id), undefined);
+      });
     });
   });
 }
