@@ -146,6 +146,62 @@ describe('root key', () => {
       rejects({}, { KMSD_ROOT_KEY: spec }, '--root-key', 'KMSD_ROOT_KEY');
     }
   });
+
+  describe('pkcs11:', () => {
+    const base = 'module=/usr/lib/softhsm/libsofthsm2.so;token=kmsd;pin-file=/etc/kmsd/pin;key-label=kmsd-root';
+
+    it('reads module, token, PIN source, key label, create and max-sessions', () => {
+      assert.deepEqual(loadServeConfig({ rootKey: `pkcs11:${base}` }, {}).rootKey, {
+        kind: 'pkcs11',
+        module: '/usr/lib/softhsm/libsofthsm2.so',
+        token: 'kmsd',
+        pin: { file: '/etc/kmsd/pin' },
+        keyLabel: 'kmsd-root',
+        create: false,
+        maxSessions: 4,
+      });
+      const c = loadServeConfig({}, { KMSD_ROOT_KEY: 'pkcs11:module=lib/p11.so;slot=7;pin-env=HSM_PIN;key-label=a%3Bb;create=yes;max-sessions=16' });
+      assert.deepEqual(c.rootKey, { kind: 'pkcs11', module: resolve('lib/p11.so'), slot: '7', pin: { env: 'HSM_PIN' }, keyLabel: 'a;b', create: true, maxSessions: 16 });
+    });
+
+    it('takes previous root keys from repeated flags or one environment variable', () => {
+      assert.deepEqual(loadServeConfig({ previousRootKey: ['file:old.key', `pkcs11:${base}`] }, {}).previousRootKeys.map((k) => k.kind), ['file', 'pkcs11']);
+      assert.deepEqual(loadServeConfig({}, { KMSD_PREVIOUS_ROOT_KEY: 'file:/old.key' }).previousRootKeys, [{ kind: 'file', path: '/old.key' }]);
+      assert.deepEqual(loadServeConfig({}, {}).previousRootKeys, []);
+      rejects({ previousRootKey: ['pkcs11:token=x'] }, {}, '--previous-root-key', 'KMSD_PREVIOUS_ROOT_KEY');
+    });
+
+    for (const [spec, message] of [
+      ['token=kmsd;pin-file=/p;key-label=k', /module=PATH .* is required/],
+      ['module=/m.so;pin-file=/p;key-label=k', /exactly one of token=LABEL and slot=ID/],
+      ['module=/m.so;token=a;slot=1;pin-file=/p;key-label=k', /exactly one of token=LABEL and slot=ID/],
+      ['module=/m.so;token=a;slot=x;pin-file=/p;key-label=k', /exactly one of token/],
+      ['module=/m.so;slot=x;pin-file=/p;key-label=k', /slot must be a slot id/],
+      ['module=/m.so;token=a;key-label=k', /exactly one of pin-file=PATH and pin-env=VARIABLE/],
+      ['module=/m.so;token=a;pin-file=/p;pin-env=X;key-label=k', /exactly one of pin-file/],
+      ['module=/m.so;token=a;pin-env=1X;key-label=k', /pin-env must name an environment variable/],
+      ['module=/m.so;token=a;pin-file=/p', /key-label=LABEL .* is required/],
+      ['module=/m.so;token=a;pin-file=/p;key-label=k;create=maybe', /create must be yes or no/],
+      ['module=/m.so;token=a;pin-file=/p;key-label=k;max-sessions=0', /max-sessions must be/],
+      ['module=/m.so;token=a;pin-file=/p;key-label=k;colour=blue', /unknown attribute "colour"/],
+      ['module=/m.so;token=a;token=b;pin-file=/p;key-label=k', /"token" is given twice/],
+      ['module=/m.so;token=a;pin-file=/p;key-label=', /"key-label" is empty/],
+      ['module=/m.so;token=%zz;pin-file=/p;key-label=k', /not valid percent-encoding/],
+    ] as const) {
+      it(`refuses ${spec}`, () => {
+        const m = rejects({ rootKey: `pkcs11:${spec}` }, {}, '--root-key', 'KMSD_ROOT_KEY');
+        assert.match(m, message);
+      });
+    }
+
+    for (const attribute of ['pin', 'pin-value', 'pin-source']) {
+      it(`refuses a PIN given as ${attribute}= without repeating it`, () => {
+        const m = rejects({ rootKey: `pkcs11:${base};${attribute}=s3cr3t-1234` }, {}, '--root-key', 'KMSD_ROOT_KEY');
+        assert.match(m, /a PIN in --root-key would show in ps/);
+        assert.equal(m.includes('s3cr3t-1234'), false);
+      });
+    }
+  });
 });
 
 describe('test clock', () => {
