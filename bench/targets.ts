@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -121,20 +122,24 @@ async function grpcEndpoint(name: string, proc: ServerProcess): Promise<GrpcEndp
   return { address: grpc, ca: await readFile(caFile) };
 }
 
-const kmsdSqlite: TargetDef = {
-  name: 'kmsd',
-  description: 'kmsd serve, SQLite store, --auth iam (a service account with kms.keys.encrypterDecrypter on the key), audit on, REST and TLS gRPC (dist/cli/kmsd.js)',
+/** `kmsd serve` with the SQLite store and --auth iam, and one key of `algorithm` to use. */
+function kmsdTarget(p: { name: string; description: string; algorithm: string; setup?: () => { args: string[]; env: NodeJS.ProcessEnv } }): TargetDef {
+  return {
+  name: p.name,
+  description: p.description,
   async start(ctx) {
     const entry = join(ctx.root, 'dist', 'cli', 'kmsd.js');
     if (!existsSync(entry)) throw new Error(`kmsd: ${entry} is missing; run "npm run build" (npm run bench does)`);
+    const extra = p.setup?.() ?? { args: [], env: process.env };
     const dataDir = await mkdtemp(join(tmpdir(), 'kmsd-bench-'));
     let proc: ServerProcess | undefined;
     try {
       proc = await startServer({
-        name: 'kmsd',
+        name: p.name,
         command: process.execPath,
-        args: [...ctx.nodeArgs('kmsd'), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn'],
+        args: [...ctx.nodeArgs(p.name), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn', ...extra.args],
         cwd: ctx.root,
+        env: extra.env,
       });
       if (proc.ready.rest === undefined) throw new Error('kmsd: the ready line names no REST address');
       const origin = `http://${proc.ready.rest}`;
@@ -142,13 +147,13 @@ const kmsdSqlite: TargetDef = {
       const grpc = await grpcEndpoint('kmsd', proc).catch(() => undefined);
       const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
       const admin = { authorization: `Bearer ${token}` };
-      const keyId = await createKey(origin, admin);
+      const keyId = await createKey(origin, admin, p.algorithm);
       // Crypto calls are made as an application would make them: a service account holding only
       // kms.keys.encrypterDecrypter on the key, so authorization runs as it does in production.
       const headers = { authorization: `Bearer ${await applicationToken(origin, admin, keyId)}` };
       const running = proc;
       return {
-        name: 'kmsd',
+        name: p.name,
         origin,
         ...(grpc ? { grpc } : {}),
         headers,
@@ -168,7 +173,32 @@ const kmsdSqlite: TargetDef = {
       throw e;
     }
   },
-};
+  };
+}
+
+const kmsdSqlite = kmsdTarget({
+  name: 'kmsd',
+  description: 'kmsd serve, SQLite store, --auth iam (a service account with kms.keys.encrypterDecrypter on the key), audit on, REST and TLS gRPC (dist/cli/kmsd.js); an AES_256 key',
+  algorithm: 'AES_256',
+});
+
+/**
+ * The same server with its root key in SoftHSM2 and an AES_256_HSM key, whose every Encrypt runs
+ * CKM_AES_GCM in the token. The token comes from scripts/ensure-softhsm.sh (it installs softhsm2
+ * when missing), so the numbers are SoftHSM2's, a software token: a hardware HSM differs.
+ */
+const kmsdHsm = kmsdTarget({
+  name: 'kmsd-hsm',
+  description: 'kmsd serve as `kmsd`, root key in SoftHSM2 (pkcs11:), an AES_256_HSM key',
+  algorithm: 'AES_256_HSM',
+  setup() {
+    const out = spawnSync(join(process.cwd(), 'scripts', 'ensure-softhsm.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (out.status !== 0) throw new Error('kmsd-hsm: scripts/ensure-softhsm.sh failed');
+    const vars = Object.fromEntries([...out.stdout.matchAll(/^export (\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
+    const spec = `pkcs11:module=${vars.KMSD_TEST_PKCS11_MODULE};token=${vars.KMSD_TEST_PKCS11_TOKEN};pin-file=${vars.KMSD_TEST_PKCS11_PIN_FILE};key-label=kmsd-bench-root;create=yes`;
+    return { args: ['--root-key', spec], env: { ...process.env, SOFTHSM2_CONF: vars.SOFTHSM2_CONF } };
+  },
+});
 
 async function adminCall<T>(origin: string, headers: Record<string, string>, path: string, body: unknown): Promise<T> {
   const res = await fetch(`${origin}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -186,11 +216,11 @@ async function applicationToken(origin: string, admin: Record<string, string>, k
   return (await adminCall<{ token: string }>(origin, admin, `/kmsd/v1/principals/${sa.id}/tokens`, {})).token;
 }
 
-async function createKey(origin: string, headers: Record<string, string>): Promise<string> {
+async function createKey(origin: string, headers: Record<string, string>, algorithm: string): Promise<string> {
   const res = await fetch(`${origin}/kms/v1/keys`, {
     method: 'POST',
     headers: { ...headers, 'content-type': 'application/json' },
-    body: JSON.stringify({ folderId: 'bench', defaultAlgorithm: 'AES_256' }),
+    body: JSON.stringify({ folderId: 'bench', defaultAlgorithm: algorithm }),
   });
   const text = await res.text();
   if (res.status !== 200) throw new Error(`kmsd: creating the bench key answered ${res.status}: ${text.slice(0, 500)}`);
@@ -200,4 +230,4 @@ async function createKey(origin: string, headers: Record<string, string>): Promi
   return keyId;
 }
 
-export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite];
+export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdHsm];
