@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { collect } from './root-key-command.js';
 import { ConfigError, ENV_VARS, loadServeConfig } from '../config/config.js';
 import { auditMacKey, createLogger, openStorage, StartupError } from '../main.js';
 import { verifyExportFile, verifyStoredAudit, type VerifyReport } from '../services/audit/verify.js';
@@ -25,13 +26,14 @@ export function addAuditCommands(program: Command): void {
     .option('--data-dir <dir>', `data directory [${ENV_VARS.dataDir}] (default ./kmsd-data)`)
     .option('--store <kind>', `sqlite [${ENV_VARS.store}]`)
     .option('--postgres-url <url>', `[${ENV_VARS.postgresUrl}]`)
-    .option('--root-key <spec>', `file:PATH or env:VARIABLE [${ENV_VARS.rootKey}] (default file:<data-dir>/root.key)`)
+    .option('--root-key <spec>', `file:PATH, env:VARIABLE or pkcs11:... [${ENV_VARS.rootKey}] (default file:<data-dir>/root.key)`)
+    .addOption(new Option('--previous-root-key <spec>', `a former root key, during a root-key rotation; repeatable [${ENV_VARS.previousRootKey}]`).argParser(collect))
     .option('--in <file>', 'verify an exported JSON-lines file (GET /kmsd/v1/audit:export) instead of the store')
-    .action(async (flags: { dataDir?: string; store?: string; postgresUrl?: string; rootKey?: string; in?: string }) => {
+    .action(async (flags: { dataDir?: string; store?: string; postgresUrl?: string; rootKey?: string; previousRootKey?: string[]; in?: string }) => {
       let config;
       try {
         config = loadServeConfig(
-          { ...(flags.dataDir ? { dataDir: flags.dataDir } : {}), ...(flags.store ? { store: flags.store } : {}), ...(flags.postgresUrl ? { postgresUrl: flags.postgresUrl } : {}), ...(flags.rootKey ? { rootKey: flags.rootKey } : {}), logLevel: 'error' },
+          { ...(flags.dataDir ? { dataDir: flags.dataDir } : {}), ...(flags.store ? { store: flags.store } : {}), ...(flags.postgresUrl ? { postgresUrl: flags.postgresUrl } : {}), ...(flags.rootKey ? { rootKey: flags.rootKey } : {}), ...(flags.previousRootKey ? { previousRootKey: flags.previousRootKey } : {}), logLevel: 'error' },
           process.env,
         );
       } catch (e) {
