@@ -125,54 +125,54 @@ async function grpcEndpoint(name: string, proc: ServerProcess): Promise<GrpcEndp
 /** `kmsd serve` with the SQLite store and --auth iam, and one key of `algorithm` to use. */
 function kmsdTarget(p: { name: string; description: string; algorithm: string; setup?: () => { args: string[]; env: NodeJS.ProcessEnv } }): TargetDef {
   return {
-  name: p.name,
-  description: p.description,
-  async start(ctx) {
-    const entry = join(ctx.root, 'dist', 'cli', 'kmsd.js');
-    if (!existsSync(entry)) throw new Error(`kmsd: ${entry} is missing; run "npm run build" (npm run bench does)`);
-    const extra = p.setup?.() ?? { args: [], env: process.env };
-    const dataDir = await mkdtemp(join(tmpdir(), 'kmsd-bench-'));
-    let proc: ServerProcess | undefined;
-    try {
-      proc = await startServer({
-        name: p.name,
-        command: process.execPath,
-        args: [...ctx.nodeArgs(p.name), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn', ...extra.args],
-        cwd: ctx.root,
-        env: extra.env,
-      });
-      if (proc.ready.rest === undefined) throw new Error('kmsd: the ready line names no REST address');
-      const origin = `http://${proc.ready.rest}`;
-      // Without it (a kmsd that prints no gRPC address or CA) the gRPC scenarios fail their check; REST still runs.
-      const grpc = await grpcEndpoint('kmsd', proc).catch(() => undefined);
-      const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
-      const admin = { authorization: `Bearer ${token}` };
-      const keyId = await createKey(origin, admin, p.algorithm);
-      // Crypto calls are made as an application would make them: a service account holding only
-      // kms.keys.encrypterDecrypter on the key, so authorization runs as it does in production.
-      const headers = { authorization: `Bearer ${await applicationToken(origin, admin, keyId)}` };
-      const running = proc;
-      return {
-        name: p.name,
-        origin,
-        ...(grpc ? { grpc } : {}),
-        headers,
-        keyId,
-        process: running,
-        async stop() {
-          try {
-            return await running.stop();
-          } finally {
-            await rm(dataDir, { recursive: true, force: true });
-          }
-        },
-      };
-    } catch (e) {
-      await proc?.stop();
-      await rm(dataDir, { recursive: true, force: true });
-      throw e;
-    }
-  },
+    name: p.name,
+    description: p.description,
+    async start(ctx) {
+      const entry = join(ctx.root, 'dist', 'cli', 'kmsd.js');
+      if (!existsSync(entry)) throw new Error(`kmsd: ${entry} is missing; run "npm run build" (npm run bench does)`);
+      const extra = p.setup?.() ?? { args: [], env: process.env };
+      const dataDir = await mkdtemp(join(tmpdir(), 'kmsd-bench-'));
+      let proc: ServerProcess | undefined;
+      try {
+        proc = await startServer({
+          name: p.name,
+          command: process.execPath,
+          args: [...ctx.nodeArgs(p.name), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn', ...extra.args],
+          cwd: ctx.root,
+          env: extra.env,
+        });
+        if (proc.ready.rest === undefined) throw new Error('kmsd: the ready line names no REST address');
+        const origin = `http://${proc.ready.rest}`;
+        // Without it (a kmsd that prints no gRPC address or CA) the gRPC scenarios fail their check; REST still runs.
+        const grpc = await grpcEndpoint('kmsd', proc).catch(() => undefined);
+        const token = (await readFile(join(dataDir, 'admin.token'), 'utf8')).trim();
+        const admin = { authorization: `Bearer ${token}` };
+        const keyId = await createKey(origin, admin, p.algorithm);
+        // Crypto calls are made as an application would make them: a service account holding only
+        // kms.keys.encrypterDecrypter on the key, so authorization runs as it does in production.
+        const headers = { authorization: `Bearer ${await applicationToken(origin, admin, keyId)}` };
+        const running = proc;
+        return {
+          name: p.name,
+          origin,
+          ...(grpc ? { grpc } : {}),
+          headers,
+          keyId,
+          process: running,
+          async stop() {
+            try {
+              return await running.stop();
+            } finally {
+              await rm(dataDir, { recursive: true, force: true });
+            }
+          },
+        };
+      } catch (e) {
+        await proc?.stop();
+        await rm(dataDir, { recursive: true, force: true });
+        throw e;
+      }
+    },
   };
 }
 
