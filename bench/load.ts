@@ -8,6 +8,8 @@ export interface HttpRequestSpec {
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly body?: string;
+  /** When set, each request goes to the path (with query) it returns instead of the URL's. */
+  readonly nextPath?: () => string;
 }
 
 export interface Measurement {
@@ -25,11 +27,13 @@ export interface Measurement {
 }
 
 export async function runAutocannon(req: HttpRequestSpec, o: { connections: number; durationS: number }): Promise<Measurement> {
+  const nextPath = req.nextPath;
   const r = await autocannon({
     url: req.url,
     method: req.method,
     headers: { ...req.headers },
     ...(req.body === undefined ? {} : { body: req.body }),
+    ...(nextPath === undefined ? {} : { requests: [{ setupRequest: (r: autocannon.Request) => ({ ...r, path: nextPath() }) }] }),
     connections: o.connections,
     duration: o.durationS,
     pipelining: 1,

@@ -209,7 +209,9 @@ async function main(): Promise<void> {
   const used = new Set(scenarios.map((s) => s.generator));
   process.stdout.write(`\n${machine.cpu} × ${machine.cores}, node ${machine.node}, ${machine.os}\n`);
   for (const g of used) process.stdout.write(`${g === 'h2load' ? 'gRPC' : 'REST'}: ${shapes[g]} (${tools[g] ?? g})\n`);
-  process.stdout.write(`warm-up ${config.warmupS} s, measured ${config.durationS} s per run; ratio = subject req/s ÷ baseline req/s (the AES_256_HSM row: kmsd-hsm ÷ kmsd with AES_256)\n\n`);
+  process.stdout.write(
+    `warm-up ${config.warmupS} s, measured ${config.durationS} s per run; ratio = subject req/s ÷ baseline req/s (kmsd ÷ bare server; the AES_256_HSM row: kmsd-hsm ÷ kmsd with AES_256; the "PostgreSQL vs SQLite store" rows: kmsd-postgres ÷ kmsd)\n\n`,
+  );
   process.stdout.write(`${formatTable(rows, ratioRows)}\n`);
   for (const [reason, names] of groupByReason(skipped)) process.stdout.write(`\nSKIPPED, not measured: ${names.join(', ')}\n  ${reason}\n`);
 

@@ -10,7 +10,7 @@ import {
 } from '../src/gen/yandex/cloud/kms/v1/symmetric_crypto_service_pb.js';
 import { ensureH2load, runH2load, type H2loadAvailability } from './h2load.js';
 import { runAutocannon, type Measurement } from './load.js';
-import type { RunningTarget } from './targets.js';
+import { createKey, type RunningTarget } from './targets.js';
 
 // What the benchmark measures. Each scenario compares a subject (kmsd in some configuration) with
 // a baseline that does the same irreducible work; the runner interleaves them. REST scenarios load
@@ -211,6 +211,74 @@ function grpcCryptoScenario<I extends DescMessage, O extends DescMessage>(p: {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Management calls: they write to the store, so they measure the store (and its durability: every
+// commit reaches the disk) as much as kmsd.
+// ---------------------------------------------------------------------------------------------
+
+/** Keys each target rotates, round robin, so that no key nears its 100 live versions during a run. */
+const ROTATION_KEYS = 400;
+
+/** The administrator's headers of a kmsd target: management calls need more than the crypto role. */
+function admin(t: RunningTarget): Readonly<Record<string, string>> {
+  if (t.adminHeaders === undefined) throw new Error(`${t.name} has no administrator to make management calls`);
+  return t.adminHeaders;
+}
+
+async function answer(t: RunningTarget, method: 'POST', path: string, body?: string): Promise<Record<string, unknown>> {
+  const headers = body === undefined ? admin(t) : { ...admin(t), 'content-type': 'application/json' };
+  const res = await fetch(`${origin(t)}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${t.name} ${method} ${path}: answered ${res.status}: ${text.slice(0, 300)}`);
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+const CREATE_BODY = JSON.stringify({ folderId: 'bench-create', defaultAlgorithm: 'AES_256' });
+
+function createKeyScenario(p: { name: string; baseline: string; subject: string }): Scenario {
+  return {
+    ...p,
+    generator: 'autocannon',
+    async verify(t) {
+      const op = await answer(t, 'POST', '/kms/v1/keys', CREATE_BODY);
+      if (op.done !== true || typeof (op.metadata as { keyId?: unknown } | undefined)?.keyId !== 'string') throw new Error(`${t.name} ${p.name}: not a done operation`);
+    },
+    measure: (t, o) => runAutocannon({ method: 'POST', url: `${origin(t)}/kms/v1/keys`, headers: { ...admin(t), 'content-type': 'application/json' }, body: CREATE_BODY }, o),
+  };
+}
+
+function rotateScenario(p: { name: string; baseline: string; subject: string }): Scenario {
+  const keys = new Map<string, string[]>();
+  return {
+    ...p,
+    generator: 'autocannon',
+    async verify(t) {
+      // Created 16 at a time; a new set for each target.
+      const ids: string[] = [];
+      for (let i = 0; i < ROTATION_KEYS; i += 16) ids.push(...(await Promise.all(Array.from({ length: 16 }, () => createKey(origin(t), admin(t), 'AES_256')))));
+      keys.set(t.name, ids);
+      const op = await answer(t, 'POST', `/kms/v1/keys/${ids[0]}:rotate`);
+      if (op.done !== true || typeof (op.metadata as { newPrimaryVersionId?: unknown } | undefined)?.newPrimaryVersionId !== 'string') {
+        throw new Error(`${t.name} ${p.name}: not a done rotate operation`);
+      }
+    },
+    measure(t, o) {
+      const ids = keys.get(t.name);
+      if (ids === undefined) throw new Error(`${t.name} ${p.name}: not verified`);
+      let next = 0;
+      return runAutocannon(
+        {
+          method: 'POST',
+          url: `${origin(t)}/kms/v1/keys/${ids[0]}:rotate`,
+          headers: admin(t),
+          nextPath: () => `/kms/v1/keys/${ids[next++ % ids.length]}:rotate`,
+        },
+        o,
+      );
+    },
+  };
+}
+
 const PLAINTEXT_64_BYTES = Buffer.from(PLAINTEXT_64, 'base64');
 const AAD_BYTES = Buffer.from(AAD_CONTEXT, 'base64');
 
@@ -261,4 +329,28 @@ export const SCENARIOS: readonly Scenario[] = [
     request: (t) => create(SymmetricEncryptRequestSchema, { keyId: t.keyId, plaintext: PLAINTEXT_64_BYTES, aadContext: AAD_BYTES }),
     check: (a, t) => (a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64)),
   }),
+  // The PostgreSQL store against the SQLite store: crypto calls never touch the store (target:
+  // ratio ≥ 0.90); management calls write to it.
+  restCryptoScenario({
+    name: 'REST GenerateDataKey, PostgreSQL vs SQLite store',
+    verb: 'generateDataKey',
+    body: { aadContext: AAD_CONTEXT },
+    baseline: 'kmsd',
+    subject: 'kmsd-postgres',
+    check: (a, t) => {
+      if (a.keyId !== t.keyId) return 'wrong keyId';
+      if (b64len(a.dataKeyPlaintext) !== 32) return 'dataKeyPlaintext is not 32 bytes';
+      return checkCiphertext(a.dataKeyCiphertext, a.versionId, 32);
+    },
+  }),
+  restCryptoScenario({
+    name: 'REST Encrypt 64 B, PostgreSQL vs SQLite store',
+    verb: 'encrypt',
+    body: { plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT },
+    baseline: 'kmsd',
+    subject: 'kmsd-postgres',
+    check: (a, t) => (a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64)),
+  }),
+  createKeyScenario({ name: 'REST CreateSymmetricKey, PostgreSQL vs SQLite store', baseline: 'kmsd', subject: 'kmsd-postgres' }),
+  rotateScenario({ name: 'REST Rotate, PostgreSQL vs SQLite store', baseline: 'kmsd', subject: 'kmsd-postgres' }),
 ];

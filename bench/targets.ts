@@ -1,13 +1,15 @@
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { startServer, type ServerProcess, type StopResult } from './child.js';
 
 // The servers a scenario can load. A target is started once, shared by every scenario that names
-// it, and stopped at the end of the run. Later targets (kmsd on PostgreSQL, with an HSM) are more
-// entries in TARGETS. kmsd serves REST and gRPC from one process; each transport has its own bare
+// it, and stopped at the end of the run. kmsd runs on SQLite (`kmsd`), with its root key in an HSM
+// (`kmsd-hsm`) and on PostgreSQL (`kmsd-postgres`); other configurations are more entries in TARGETS. kmsd serves REST and gRPC from one process; each transport has its own bare
 // baseline process.
 
 export interface GrpcEndpoint {
@@ -23,8 +25,10 @@ export interface RunningTarget {
   readonly origin?: string;
   /** The gRPC listener, when the target serves gRPC. */
   readonly grpc?: GrpcEndpoint;
-  /** Headers (REST) or metadata (gRPC) every request to this target carries: authentication. */
+  /** Headers (REST) or metadata (gRPC) every crypto request to this target carries: authentication. */
   readonly headers: Readonly<Record<string, string>>;
+  /** An administrator's headers, for management calls (kmsd targets only). */
+  readonly adminHeaders?: Readonly<Record<string, string>>;
   /** The key the crypto scenarios use. */
   readonly keyId: string;
   readonly process: ServerProcess;
@@ -123,15 +127,26 @@ async function grpcEndpoint(name: string, proc: ServerProcess): Promise<GrpcEndp
 }
 
 /** `kmsd serve` with the SQLite store and --auth iam, and one key of `algorithm` to use. */
-function kmsdTarget(p: { name: string; description: string; algorithm: string; setup?: () => { args: string[]; env: NodeJS.ProcessEnv } }): TargetDef {
+/** What a kmsd target adds to `serve`: arguments, environment, and what to undo after the run. */
+interface TargetSetup {
+  readonly args: string[];
+  readonly env: NodeJS.ProcessEnv;
+  cleanup?(): Promise<void>;
+}
+
+function kmsdTarget(p: { name: string; description: string; algorithm: string; setup?: () => TargetSetup | Promise<TargetSetup> }): TargetDef {
   return {
     name: p.name,
     description: p.description,
     async start(ctx) {
       const entry = join(ctx.root, 'dist', 'cli', 'kmsd.js');
       if (!existsSync(entry)) throw new Error(`kmsd: ${entry} is missing; run "npm run build" (npm run bench does)`);
-      const extra = p.setup?.() ?? { args: [], env: process.env };
+      const extra = (await p.setup?.()) ?? { args: [], env: process.env };
       const dataDir = await mkdtemp(join(tmpdir(), 'kmsd-bench-'));
+      const cleanup = async () => {
+        await rm(dataDir, { recursive: true, force: true });
+        await extra.cleanup?.();
+      };
       let proc: ServerProcess | undefined;
       try {
         proc = await startServer({
@@ -157,19 +172,20 @@ function kmsdTarget(p: { name: string; description: string; algorithm: string; s
           origin,
           ...(grpc ? { grpc } : {}),
           headers,
+          adminHeaders: admin,
           keyId,
           process: running,
           async stop() {
             try {
               return await running.stop();
             } finally {
-              await rm(dataDir, { recursive: true, force: true });
+              await cleanup();
             }
           },
         };
       } catch (e) {
         await proc?.stop();
-        await rm(dataDir, { recursive: true, force: true });
+        await cleanup();
         throw e;
       }
     },
@@ -200,6 +216,43 @@ const kmsdHsm = kmsdTarget({
   },
 });
 
+/**
+ * The PostgreSQL the bench uses: BENCH_POSTGRES_URL, else the tests' KMSD_TEST_POSTGRES_URL, else
+ * the development machines' local server. The target works in a schema of its own, dropped after.
+ */
+export const BENCH_POSTGRES_URL =
+  process.env.BENCH_POSTGRES_URL || process.env.KMSD_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
+
+async function onBenchPostgres(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: BENCH_POSTGRES_URL, connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The same server as `kmsd` over PostgreSQL: one node, a pool of 10, a schema of its own. */
+const kmsdPostgres = kmsdTarget({
+  name: 'kmsd-postgres',
+  description: 'kmsd serve as `kmsd`, PostgreSQL store (pool of 10, its own schema); an AES_256 key',
+  algorithm: 'AES_256',
+  async setup() {
+    const schema = `kmsd_bench_${randomBytes(6).toString('hex')}`;
+    await onBenchPostgres(`CREATE SCHEMA ${schema}`);
+    const url = new URL(BENCH_POSTGRES_URL);
+    url.searchParams.set('options', `-c search_path=${schema}`);
+    // Only the store the target names: no KMSD_* setting of the runner's environment.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KMSD_')));
+    return {
+      args: ['--store', 'postgres', '--postgres-url', url.toString(), '--postgres-pool-size', '10'],
+      env,
+      cleanup: () => onBenchPostgres(`DROP SCHEMA IF EXISTS ${schema} CASCADE`),
+    };
+  },
+});
+
 async function adminCall<T>(origin: string, headers: Record<string, string>, path: string, body: unknown): Promise<T> {
   const res = await fetch(`${origin}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
   const text = await res.text();
@@ -216,7 +269,7 @@ async function applicationToken(origin: string, admin: Record<string, string>, k
   return (await adminCall<{ token: string }>(origin, admin, `/kmsd/v1/principals/${sa.id}/tokens`, {})).token;
 }
 
-async function createKey(origin: string, headers: Record<string, string>, algorithm: string): Promise<string> {
+export async function createKey(origin: string, headers: Readonly<Record<string, string>>, algorithm: string): Promise<string> {
   const res = await fetch(`${origin}/kms/v1/keys`, {
     method: 'POST',
     headers: { ...headers, 'content-type': 'application/json' },
@@ -230,4 +283,4 @@ async function createKey(origin: string, headers: Record<string, string>, algori
   return keyId;
 }
 
-export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdHsm];
+export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdHsm, kmsdPostgres];

@@ -1,4 +1,7 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { AdjustableClock, systemClock } from './adapters/clock/clocks.js';
@@ -8,16 +11,20 @@ import { rootKeyring, type RootKeyring } from './adapters/rootkey/root-keyring.j
 import { openPkcs11RootKey } from './adapters/rootkey-pkcs11/pkcs11-root-key.js';
 import { pkcs11KeyVersions } from './adapters/rootkey-pkcs11/pkcs11-key-versions.js';
 import { Pkcs11Error, Pkcs11Token } from './adapters/rootkey-pkcs11/pkcs11-token.js';
+import { openPostgresStore } from './adapters/store-postgres/postgres-store.js';
 import { openSqliteStore } from './adapters/store-sqlite/sqlite-store.js';
-import type { Pkcs11RootKeySpec, RootKeySpec, ServeConfig } from './config/config.js';
+import type { Pkcs11RootKeySpec, RootKeySpec, ServeConfig, StoreConfig } from './config/config.js';
 import { wrappedRootKeyId } from './crypto/wrapped-material.js';
 import type { HsmKeyVersions } from './ports/hsm.js';
 import { SecretBytes } from './crypto/secret-bytes.js';
 import { DEV_MODE_CALLER } from './domain/principal.js';
 import type { Clock } from './ports/clock.js';
 import type { RootKeyProvider } from './ports/root-key.js';
-import type { Store } from './ports/store.js';
+import type { SnapshotRecordType, Store } from './ports/store.js';
+import { readBackup, writeBackup, type BackupHeader } from './backup/backup-file.js';
+import type { ChangeFeed } from './ports/change-feed.js';
 import { bindingAuthorizer, grantAllAuthorizer, type Authorizer } from './services/access/authorizer.js';
+import { invalidateOnChanges } from './services/cache-invalidation.js';
 import { accessService } from './services/access/access-service.js';
 import { AuditLog } from './services/audit/audit-log.js';
 import { ensureBootstrapAdmin } from './services/auth/bootstrap.js';
@@ -79,6 +86,68 @@ export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>): Lo
   );
 }
 
+/** The URL without its password, for messages and logs. */
+export function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString();
+  } catch {
+    return '(a URL that does not parse)';
+  }
+}
+
+/** Where the store is, for messages and logs (never a password). */
+export function describeStore(store: StoreConfig): string {
+  return store.kind === 'sqlite' ? `SQLite database ${store.path}` : `PostgreSQL database ${redactedUrl(store.url)}`;
+}
+
+export interface OpenedStore {
+  readonly store: Store;
+  /** True when the store holds no data yet (no root key has wrapped anything in it). */
+  readonly fresh: boolean;
+}
+
+/**
+ * Opens (and migrates) the configured store; StartupError, naming it without any password, when
+ * it cannot. `logger` hears about nodes that did not confirm a change in time (PostgreSQL).
+ */
+export async function openStore(config: StoreConfig, logger?: Logger): Promise<OpenedStore> {
+  try {
+    if (config.kind === 'sqlite') {
+      const fresh = !existsSync(config.path);
+      return { store: openSqliteStore(config.path), fresh };
+    }
+    const store = await openPostgresStore(config.url, {
+      poolSize: config.poolSize,
+      ...(logger ? { listener: { onWarning: (message: string, details: Record<string, unknown>) => logger.warn(details, message) } } : {}),
+    });
+    try {
+      return { store, fresh: (await store.getMeta(ROOT_KEY_CHECK)) === undefined };
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+  } catch (e) {
+    throw new StartupError(`cannot open the ${describeStore(config)}: ${(e as Error).message}`);
+  }
+}
+
+/** Logs when this node stops and starts again hearing other nodes' changes. */
+function logFeedState(feed: ChangeFeed, logger: Logger): void {
+  let heard = false;
+  feed.subscribe((event) => {
+    if (event.kind === 'lost') {
+      logger.warn({ reason: event.reason }, 'lost the change feed: caches are bypassed (every call reads the database) until it reconnects');
+    } else if (event.kind === 'resync' && !heard) {
+      heard = true;
+      logger.info('listening to the change feed: caches are in use');
+    } else if (event.kind === 'resync') {
+      logger.info('the change feed reconnected: caches were emptied and are in use again');
+    }
+  });
+}
+
 function readPin(spec: Pkcs11RootKeySpec): string {
   if ('env' in spec.pin) {
     const pin = process.env[spec.pin.env];
@@ -113,7 +182,7 @@ export interface OpenedRootKeys {
  * data directory is touched, so a wrong PIN, a missing token or key, or a module that does not
  * load stops the start with nothing written.
  */
-export async function openRootKeys(config: ServeConfig, logger: Logger): Promise<OpenedRootKeys> {
+export async function openRootKeys(config: ServeConfig, logger: Logger, isFresh: () => Promise<boolean>): Promise<OpenedRootKeys> {
   const tokens: Pkcs11Token[] = [];
   const closeAll = () => tokens.splice(0).forEach((t) => t.close());
   try {
@@ -136,7 +205,7 @@ export async function openRootKeys(config: ServeConfig, logger: Logger): Promise
     }
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     chmodSync(config.dataDir, 0o700);
-    const fresh = !existsSync(config.store.path);
+    const fresh = await isFresh();
     for (const spec of specs) {
       if (spec.kind === 'env') providers.set(spec, softwareRootKey(readRootKeyFromEnv(spec.variable, process.env), cryptoRandom));
       if (spec.kind !== 'file') continue;
@@ -147,7 +216,9 @@ export async function openRootKeys(config: ServeConfig, logger: Logger): Promise
       if (created) {
         logger.warn(
           { rootKeyFile: spec.path },
-          'generated a new root key file; every key in this data directory depends on it: back it up, keep it apart from backups of the database, and prefer an HSM in production',
+          config.store.kind === 'postgres'
+            ? 'generated a new root key file; every other node over this database needs the very same root key (copy this file, or use --root-key env:VAR), and it must be kept apart from backups of the database'
+            : 'generated a new root key file; every key in this data directory depends on it: back it up, keep it apart from backups of the database, and prefer an HSM in production',
         );
       }
       providers.set(spec, softwareRootKey(key, cryptoRandom));
@@ -200,14 +271,35 @@ function operatorCertificate(certFile: string, keyFile: string) {
  * start of `serve` and of offline tools (`kmsd audit verify`). The caller closes the store.
  */
 export async function openStorage(config: ServeConfig, logger: Logger): Promise<{ store: Store; rootKey: RootKeyring; hsm?: HsmKeyVersions; closeRootKeys(): void }> {
-  const keys = await openRootKeys(config, logger);
+  let opened: OpenedStore | undefined;
+  // Whether the store holds nothing yet, so a new root key file may be made: for SQLite the file
+  // says so before it is opened; a PostgreSQL database must be opened (after any PKCS#11 key has
+  // passed its self-test) and asked.
+  const isFresh = async (): Promise<boolean> => {
+    if (config.store.kind === 'sqlite') return !existsSync(config.store.path);
+    opened ??= await openStore(config.store, logger);
+    return opened.fresh;
+  };
+  let keys: OpenedRootKeys;
+  try {
+    keys = await openRootKeys(config, logger, isFresh);
+  } catch (e) {
+    await opened?.store.close();
+    throw e;
+  }
   let store: Store;
   try {
-    store = openSqliteStore(config.store.path);
+    store = (opened ??= await openStore(config.store, logger)).store;
   } catch (e) {
     keys.close();
-    throw new StartupError(`cannot open the database ${config.store.path}: ${(e as Error).message}`);
+    throw e;
   }
+  logger.info(
+    config.store.kind === 'postgres'
+      ? { store: describeStore(config.store), poolSize: config.store.poolSize, listenConnections: 1 }
+      : { store: describeStore(config.store) },
+    'opened the store',
+  );
   try {
     await checkRootKey(store, keys.rootKey, logger);
   } catch (e) {
@@ -224,16 +316,22 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     const testClock = config.testClock ? new AdjustableClock() : undefined;
     const clock: Clock = testClock ?? systemClock;
 
+    // Caches are used only while the change feed is live (PostgreSQL: listening; SQLite: always),
+    // and every change it reports (from any node) drops what they hold of it.
+    const trusted = () => store.changes.live;
+    logFeedState(store.changes, logger);
+
     let authenticator: Authenticator;
     let authorizer: Authorizer;
+    let tokens: ReturnType<typeof tokenAuthenticator> | undefined;
     let forgetTokens: (ids: readonly string[]) => void = () => undefined;
     if (config.auth === 'iam') {
       const admin = await ensureBootstrapAdmin({ store, dataDir: config.dataDir, random: cryptoRandom, clock });
       if (admin.issued) logger.info({ tokenFile: admin.tokenFile }, 'wrote a new administrator token (mode 0600); send it as Authorization: Bearer <token>');
-      const tokens = tokenAuthenticator({ store, clock, limiter: new FailureLimiter(systemClock) });
-      authenticator = tokens;
-      forgetTokens = (ids) => ids.forEach((id) => tokens.forget(id));
-      authorizer = bindingAuthorizer(store);
+      const t = tokenAuthenticator({ store, clock, limiter: new FailureLimiter(systemClock), cache: { maxTokens: 10_000, ttlMs: 5_000, trusted } });
+      authenticator = tokens = t;
+      forgetTokens = (ids) => ids.forEach((id) => t.forget(id));
+      authorizer = bindingAuthorizer(store, { maxCallers: 10_000, ttlMs: 5_000, trusted });
     } else {
       logger.warn('--auth none: DEVELOPMENT MODE. Authentication is OFF and every caller is an administrator. Never expose this server.');
       authenticator = devModeAuthenticator(DEV_MODE_CALLER);
@@ -241,7 +339,8 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     }
 
     const audit = new AuditLog(store, await auditMacKey(store, rootKey), clock, logger);
-    const cache = new KeyCache(store, rootKey, config.cache, hsm);
+    const cache = new KeyCache(store, rootKey, { ...config.cache, trusted }, hsm);
+    invalidateOnChanges(store.changes, { keys: cache, authorizer, ...(tokens ? { tokens } : {}) });
     const keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, ...(hsm ? { hsm } : {}), audit, logger });
     const crypto = cryptoService({ cache, authorizer, random: cryptoRandom });
     const operations = operationService({ store, authorizer });
@@ -257,7 +356,7 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
         authorizer.invalidate();
       },
     });
-    const background = scheduler({ keys, logger, intervalMs: config.schedulerIntervalMs });
+    const background = scheduler({ keys, lock: store, logger, intervalMs: config.schedulerIntervalMs });
 
     if (config.seedFile) {
       const seeded = await applySeedFile(config.seedFile, keys);
@@ -328,5 +427,72 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     await store.close();
     closeRootKeys();
     throw e;
+  }
+}
+
+// ---- kmsd backup / kmsd restore ----------------------------------------------------------------
+
+export interface BackupResult {
+  readonly counts: Readonly<Record<SnapshotRecordType, number>>;
+}
+
+/**
+ * Writes a backup of the configured store to `out` ('-': standard output), as of one moment, while
+ * nodes may keep serving. The file is written beside `out` and renamed into place once it is
+ * complete and on disk, mode 0600; an existing `out` is never overwritten.
+ */
+export async function runBackup(config: { readonly store: StoreConfig }, out: string): Promise<BackupResult> {
+  if (config.store.kind === 'sqlite' && !existsSync(config.store.path)) throw new StartupError(`there is no database to back up at ${config.store.path}`);
+  if (out !== '-' && existsSync(out)) throw new StartupError(`${out} exists; a backup never overwrites a file`);
+  const { store } = await openStore(config.store);
+  try {
+    if (out === '-') return { counts: await writeBackup(store, process.stdout, config.store.kind) };
+    const partial = join(dirname(out), `.${basename(out)}.${process.pid}.partial`);
+    const stream = createWriteStream(partial, { flags: 'wx', mode: 0o600 });
+    try {
+      const counts = await writeBackup(store, stream, config.store.kind);
+      stream.end();
+      await finished(stream);
+      const handle = await open(partial, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(partial, out);
+      return { counts };
+    } catch (e) {
+      stream.destroy();
+      await rm(partial, { force: true });
+      throw e;
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+export interface RestoreResult extends BackupResult {
+  readonly header: BackupHeader;
+}
+
+/**
+ * Restores the backup in `input` ('-': standard input) into the configured store, which must hold
+ * nothing yet: all of it in one transaction, or nothing when the file is damaged or the store is
+ * not empty. The store then needs the root key of the backup's origin.
+ */
+export async function runRestore(config: { readonly dataDir: string; readonly store: StoreConfig }, input: string): Promise<RestoreResult> {
+  if (input !== '-' && !existsSync(input)) throw new StartupError(`there is no backup at ${input}`);
+  if (config.store.kind === 'sqlite') {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    chmodSync(config.dataDir, 0o700);
+  }
+  const { store } = await openStore(config.store);
+  let header: BackupHeader | undefined;
+  try {
+    const source = input === '-' ? process.stdin : createReadStream(input);
+    const counts = await store.importSnapshot(readBackup(source, (h) => (header = h)));
+    return { counts, header: header! };
+  } finally {
+    await store.close();
   }
 }

@@ -24,7 +24,7 @@ export function addAuditCommands(program: Command): void {
     .command('verify')
     .description('check the hash chain of the audit log (exit 1 and say where when it was altered)')
     .option('--data-dir <dir>', `data directory [${ENV_VARS.dataDir}] (default ./kmsd-data)`)
-    .option('--store <kind>', `sqlite [${ENV_VARS.store}]`)
+    .option('--store <kind>', `sqlite or postgres [${ENV_VARS.store}]`)
     .option('--postgres-url <url>', `[${ENV_VARS.postgresUrl}]`)
     .option('--root-key <spec>', `file:PATH, env:VARIABLE or pkcs11:... [${ENV_VARS.rootKey}] (default file:<data-dir>/root.key)`)
     .addOption(new Option('--previous-root-key <spec>', `a former root key, during a root-key rotation; repeatable [${ENV_VARS.previousRootKey}]`).argParser(collect))

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { ConfigError, ENV_VARS, loadServeConfig } from '../config/config.js';
-import { createLogger, startKmsd, StartupError } from '../main.js';
+import { ConfigError, ENV_VARS, loadServeConfig, loadStoreConfig, type StoreConfig } from '../config/config.js';
+import { BackupFormatError } from '../backup/backup-file.js';
+import { isKmsError } from '../errors/kms-error.js';
+import { createLogger, runBackup, runRestore, startKmsd, StartupError } from '../main.js';
 import { SeedError } from '../seed/seed-file.js';
 import { addAdminCommands } from './admin-commands.js';
 import { addAuditCommands } from './audit-command.js';
@@ -23,8 +25,9 @@ program
   .addOption(new Option('--tls-cert <file>', `PEM certificate (chain) for gRPC and HTTPS [${ENV_VARS.tlsCert}] (default: generated in the data dir)`))
   .addOption(new Option('--tls-key <file>', `PEM private key of --tls-cert [${ENV_VARS.tlsKey}]`))
   .addOption(new Option('--rest-tls', `serve REST over HTTPS with the same certificate [${ENV_VARS.restTls}]`))
-  .addOption(new Option('--store <kind>', `sqlite [${ENV_VARS.store}] (default sqlite)`))
-  .addOption(new Option('--postgres-url <url>', `PostgreSQL connection string [${ENV_VARS.postgresUrl}]`))
+  .addOption(new Option('--store <kind>', `sqlite (in the data dir) or postgres (several nodes may share it) [${ENV_VARS.store}] (default sqlite)`))
+  .addOption(new Option('--postgres-url <url>', `postgres://user@host:port/database, with --store postgres [${ENV_VARS.postgresUrl}]`))
+  .addOption(new Option('--postgres-pool-size <n>', `connections in the pool, at least 2; each node opens one more to LISTEN [${ENV_VARS.postgresPoolSize}] (default 10)`))
   .addOption(new Option('--root-key <spec>', `file:PATH, env:VARIABLE or pkcs11:module=…;token=…;pin-file=…;key-label=… [${ENV_VARS.rootKey}] (default file:<data-dir>/root.key)`))
   .addOption(new Option('--previous-root-key <spec>', `a former root key still needed until \`kmsd root-key rotate\` has run; repeatable [${ENV_VARS.previousRootKey}]`).argParser(collect))
   .addOption(new Option('--auth <mode>', `iam: tokens required; none: DEV MODE, everyone is admin [${ENV_VARS.auth}] (default iam)`))
@@ -88,6 +91,64 @@ program
     process.stdout.write(`${JSON.stringify(ready)}\n`);
     logger.info(ready, 'kmsd is ready');
   });
+
+/** The options that say where the store is, shared by serve, backup and restore. */
+function storeOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--data-dir <dir>', `where the SQLite database is [${ENV_VARS.dataDir}] (default ./kmsd-data)`))
+    .addOption(new Option('--store <kind>', `sqlite or postgres [${ENV_VARS.store}] (default sqlite)`))
+    .addOption(new Option('--postgres-url <url>', `postgres://user@host:port/database, with --store postgres [${ENV_VARS.postgresUrl}]`))
+    .addOption(new Option('--postgres-pool-size <n>', `connections in the pool [${ENV_VARS.postgresPoolSize}] (default 10)`));
+}
+
+/** Runs a store command: config errors exit 2, refusals and failures exit 1 with one line on stderr. */
+async function storeCommand(flags: Record<string, string | boolean>, run: (config: { dataDir: string; store: StoreConfig }) => Promise<void>): Promise<void> {
+  let config;
+  try {
+    config = loadStoreConfig(flags, process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`kmsd: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  try {
+    await run(config);
+  } catch (e) {
+    if (e instanceof StartupError || e instanceof BackupFormatError || isKmsError(e)) {
+      process.stderr.write(`kmsd: ${e.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+}
+
+storeOptions(
+  program
+    .command('backup')
+    .description('write a consistent snapshot of the store (key material stays wrapped by the root key) to a file')
+    .requiredOption('--out <file>', 'the backup file to create (never overwritten), or - for standard output'),
+).action(async (flags: Record<string, string | boolean>) => {
+  const out = String(flags.out);
+  await storeCommand(flags, async (config) => {
+    const { counts } = await runBackup(config, out);
+    const summary = `${JSON.stringify({ event: 'backup', file: out === '-' ? null : out, counts })}\n`;
+    (out === '-' ? process.stderr : process.stdout).write(summary);
+  });
+});
+
+storeOptions(
+  program
+    .command('restore')
+    .description('restore a backup into an empty store (SQLite or PostgreSQL, whichever wrote it)')
+    .requiredOption('--in <file>', 'the backup file, or - for standard input'),
+).action(async (flags: Record<string, string | boolean>) => {
+  await storeCommand(flags, async (config) => {
+    const { counts, header } = await runRestore(config, String(flags.in));
+    process.stdout.write(`${JSON.stringify({ event: 'restore', backupCreatedAt: header.createdAt, backupSource: header.source, counts })}\n`);
+  });
+});
 
 addAuditCommands(program);
 addRootKeyCommands(program);

@@ -34,7 +34,7 @@ export function addRootKeyCommands(program: Command): void {
         }
         throw e;
       }
-      if (!existsSync(config.store.path)) {
+      if (config.store.kind === 'sqlite' && !existsSync(config.store.path)) {
         process.stderr.write(`kmsd: no database at ${config.store.path}; point --data-dir at a kmsd data directory\n`);
         process.exit(2);
       }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, ENV_VARS, loadServeConfig, type ServeConfig } from './config.js';
+import { ConfigError, ENV_VARS, loadServeConfig, loadStoreConfig, type ServeConfig } from './config.js';
 
 // `kmsd serve` configuration (DESIGN.md §2): flags over environment variables over defaults; a bad
 // value stops kmsd with a message naming both the flag and the variable.
@@ -240,7 +240,7 @@ describe('paths', () => {
   it('resolves a relative data dir, and the database and root key inside it', () => {
     const c = loadServeConfig({ dataDir: 'var/kmsd' }, {});
     assert.equal(c.dataDir, resolve('var/kmsd'));
-    assert.equal(c.store.path, join(resolve('var/kmsd'), 'kmsd.db'));
+    assert.deepEqual(c.store, { kind: 'sqlite', path: join(resolve('var/kmsd'), 'kmsd.db') });
     assert.deepEqual(c.rootKey, { kind: 'file', path: join(resolve('var/kmsd'), 'root.key') });
   });
 
@@ -251,9 +251,9 @@ describe('paths', () => {
 });
 
 describe('other options', () => {
-  it('postgres is refused by this build, naming --store and KMSD_STORE', () => {
-    rejects({ store: 'postgres' }, {}, '--store', 'KMSD_STORE');
+  it('an unknown store names --store and KMSD_STORE', () => {
     rejects({ store: 'mysql' }, {}, '--store', 'KMSD_STORE');
+    rejects({}, { KMSD_STORE: 'Postgres' }, '--store', 'KMSD_STORE');
   });
 
   it('a bad log level names --log-level and KMSD_LOG_LEVEL', () => {
@@ -265,5 +265,49 @@ describe('other options', () => {
     rejects({}, { KMSD_CACHE_TTL_MS: '-5' }, 'cache-ttl-ms', 'KMSD_CACHE_TTL_MS');
     rejects({}, { KMSD_SCHEDULER_INTERVAL_MS: '1.5' }, 'scheduler-interval-ms', 'KMSD_SCHEDULER_INTERVAL_MS');
     rejects({}, { KMSD_CACHE_MAX_KEYS: 'many' }, 'cache-max-keys', 'KMSD_CACHE_MAX_KEYS');
+  });
+});
+
+describe('PostgreSQL store', () => {
+  const url = 'postgres://kmsd:s3cret-pw@db.internal:5432/kms?sslmode=require';
+
+  it('--store postgres with --postgres-url, pool of 10 by default', () => {
+    assert.deepEqual(loadServeConfig({ store: 'postgres', postgresUrl: url }, {}).store, { kind: 'postgres', url, poolSize: 10 });
+  });
+
+  it('reads KMSD_STORE, KMSD_POSTGRES_URL and KMSD_POSTGRES_POOL_SIZE; flags win', () => {
+    const env = { KMSD_STORE: 'postgres', KMSD_POSTGRES_URL: url, KMSD_POSTGRES_POOL_SIZE: '4' };
+    assert.deepEqual(loadServeConfig({}, env).store, { kind: 'postgres', url, poolSize: 4 });
+    assert.deepEqual(loadServeConfig({ postgresPoolSize: '25', postgresUrl: 'postgresql://h/db' }, env).store, {
+      kind: 'postgres',
+      url: 'postgresql://h/db',
+      poolSize: 25,
+    });
+  });
+
+  it('needs a URL, and refuses one without --store postgres', () => {
+    assert.match(rejects({ store: 'postgres' }, {}, '--postgres-url', 'KMSD_POSTGRES_URL'), /required with --store postgres/);
+    assert.match(rejects({ postgresUrl: url }, {}, '--postgres-url', 'KMSD_POSTGRES_URL'), /only used with --store postgres/);
+  });
+
+  it('refuses a URL that is not postgres:// without repeating it (it may hold a password)', () => {
+    for (const bad of ['mysql://root:hunter22@h/db', 'host=db user=kmsd password=hunter22', 'hunter22']) {
+      const message = rejects({ store: 'postgres', postgresUrl: bad }, {}, '--postgres-url', 'KMSD_POSTGRES_URL');
+      assert.ok(!message.includes('hunter22'), message);
+    }
+  });
+
+  it('a pool of at least 2 connections', () => {
+    for (const size of ['1', '0', '-3', '2.5', 'ten', '1001']) {
+      rejects({ store: 'postgres', postgresUrl: url, postgresPoolSize: size }, {}, '--postgres-pool-size', 'KMSD_POSTGRES_POOL_SIZE');
+    }
+    assert.equal(loadServeConfig({ store: 'postgres', postgresUrl: url, postgresPoolSize: '2' }, {}).store.kind, 'postgres');
+  });
+
+  it('kmsd backup and restore read only the store options, the same way', () => {
+    const env = { KMSD_STORE: 'postgres', KMSD_POSTGRES_URL: url, KMSD_AUTH: 'bogus', KMSD_TEST_CLOCK: 'on' };
+    assert.deepEqual(loadStoreConfig({ dataDir: '/var/kmsd' }, env), { dataDir: '/var/kmsd', store: { kind: 'postgres', url, poolSize: 10 } });
+    assert.deepEqual(loadStoreConfig({}, {}).store, { kind: 'sqlite', path: join(resolve('kmsd-data'), 'kmsd.db') });
+    assert.throws(() => loadStoreConfig({ store: 'postgres' }, {}), /--postgres-url \(KMSD_POSTGRES_URL\): required/);
   });
 });

@@ -108,6 +108,22 @@ const rootKeySpec = z.string().transform((text, ctx): RootKeySpec => {
 
 const positiveInt = z.coerce.number().int().positive();
 
+/**
+ * A PostgreSQL URL. The text is never echoed in a message: it may carry a password. Libpq's
+ * environment (PGPASSWORD, PGSSLMODE, …) applies on top, as for any libpq client.
+ */
+const postgresUrl = z.string().superRefine((text, ctx) => {
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    // reported below
+  }
+  if (url === undefined || (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')) {
+    ctx.addIssue({ code: 'custom', message: 'not a postgres://[user[:password]@]host[:port]/database URL' });
+  }
+});
+
 export const ServeOptions = z
   .object({
     dataDir: z.string().min(1).default('./kmsd-data'),
@@ -117,7 +133,9 @@ export const ServeOptions = z
     tlsKey: z.string().min(1).optional(),
     restTls: z.enum(['on', 'off']).default('off'),
     store: z.enum(['sqlite', 'postgres']).default('sqlite'),
-    postgresUrl: z.string().optional(),
+    postgresUrl: postgresUrl.optional(),
+    // Two at least: a background pass holds one connection for its lock while its work uses another.
+    postgresPoolSize: z.coerce.number().int().min(2).max(1000).default(10),
     rootKey: rootKeySpec.optional(),
     previousRootKey: z.union([rootKeySpec, z.array(rootKeySpec)]).optional(),
     auth: z.enum(['iam', 'none']).default('iam'),
@@ -132,7 +150,12 @@ export const ServeOptions = z
     if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
       ctx.addIssue({ code: 'custom', path: [o.tlsCert === undefined ? 'tlsCert' : 'tlsKey'], message: '--tls-cert and --tls-key go together' });
     }
-    if (o.store === 'postgres') ctx.addIssue({ code: 'custom', path: ['store'], message: 'postgres is not supported by this build yet; use sqlite' });
+    if (o.store === 'postgres' && o.postgresUrl === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['postgresUrl'], message: 'required with --store postgres' });
+    }
+    if (o.store === 'sqlite' && o.postgresUrl !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['postgresUrl'], message: 'only used with --store postgres (the store is sqlite)' });
+    }
     if (o.testClock === 'on' && o.auth === 'iam') {
       ctx.addIssue({
         code: 'custom',
@@ -144,13 +167,24 @@ export const ServeOptions = z
 
 export type ServeOptionsInput = z.input<typeof ServeOptions>;
 
+/** Where kmsd keeps its data: `kmsd serve`, `kmsd backup` and `kmsd restore` open it the same way. */
+export type StoreConfig =
+  | { readonly kind: 'sqlite'; readonly path: string }
+  | {
+      readonly kind: 'postgres';
+      /** May hold a password: never log it. */
+      readonly url: string;
+      /** Connections of the store's pool; each node also holds one more, for LISTEN. */
+      readonly poolSize: number;
+    };
+
 export interface ServeConfig {
   readonly dataDir: string;
   readonly rest: { readonly host: string; readonly port: number; readonly tls: boolean };
   readonly grpc: { readonly host: string; readonly port: number };
   /** The operator's certificate; without it kmsd generates a CA and a localhost certificate. */
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
-  readonly store: { readonly kind: 'sqlite'; readonly path: string };
+  readonly store: StoreConfig;
   /** Wraps all new material; the keyring's current key. */
   readonly rootKey: RootKeySpec;
   /** Keys that may still have wrapped stored material, until `kmsd root-key rotate` has rewrapped it. */
@@ -173,6 +207,7 @@ export const ENV_VARS: Readonly<Record<keyof ServeOptionsInput, string>> = {
   restTls: 'KMSD_REST_TLS',
   store: 'KMSD_STORE',
   postgresUrl: 'KMSD_POSTGRES_URL',
+  postgresPoolSize: 'KMSD_POSTGRES_POOL_SIZE',
   rootKey: 'KMSD_ROOT_KEY',
   previousRootKey: 'KMSD_PREVIOUS_ROOT_KEY',
   auth: 'KMSD_AUTH',
@@ -192,10 +227,18 @@ const FLAG_NAMES: Record<string, string> = Object.fromEntries(
   Object.keys(ENV_VARS).map((k) => [k, `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`]),
 );
 
-/** Merges flags over environment variables, validates, resolves paths, freezes. */
-export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, string | boolean | readonly string[]>>, env: NodeJS.ProcessEnv): ServeConfig {
+function storeConfig(o: Pick<z.output<typeof ServeOptions>, 'store' | 'postgresUrl' | 'postgresPoolSize'>, dataDir: string): StoreConfig {
+  if (o.store === 'postgres') return { kind: 'postgres', url: o.postgresUrl!, poolSize: o.postgresPoolSize };
+  return { kind: 'sqlite', path: join(dataDir, 'kmsd.db') };
+}
+
+type Flags = Partial<Record<keyof ServeOptionsInput, string | boolean | readonly string[]>>;
+
+/** Flags over environment variables, for the options `only` names (all by default). */
+function merge(flags: Flags, env: NodeJS.ProcessEnv, only: readonly string[] = Object.keys(ENV_VARS)): Record<string, unknown> {
   const merged: Record<string, unknown> = {};
   for (const [option, variable] of Object.entries(ENV_VARS)) {
+    if (!only.includes(option)) continue;
     const fromFlag = flags[option as keyof ServeOptionsInput];
     const value = fromFlag ?? env[variable];
     if (value === undefined || value === '' || (Array.isArray(value) && value.length === 0)) continue;
@@ -204,13 +247,31 @@ export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, s
     const off = value === false || (toggle && (value === 'false' || value === '0'));
     merged[option] = on ? 'on' : off ? 'off' : value;
   }
-  const parsed = ServeOptions.safeParse(merged);
-  if (!parsed.success) {
-    const first = parsed.error.issues[0]!;
-    const option = String(first.path[0] ?? '');
-    const name = FLAG_NAMES[option] ? `${FLAG_NAMES[option]} (${ENV_VARS[option as keyof ServeOptionsInput]})` : 'configuration';
-    throw new ConfigError(`${name}: ${first.message}`);
-  }
+  return merged;
+}
+
+function configError(error: z.ZodError): ConfigError {
+  const first = error.issues[0]!;
+  const option = String(first.path[0] ?? '');
+  const name = FLAG_NAMES[option] ? `${FLAG_NAMES[option]} (${ENV_VARS[option as keyof ServeOptionsInput]})` : 'configuration';
+  return new ConfigError(`${name}: ${first.message}`);
+}
+
+/** The options that say where the data is, for the commands that only open the store. */
+export const STORE_OPTIONS = ['dataDir', 'store', 'postgresUrl', 'postgresPoolSize'] as const;
+
+/** `kmsd backup` and `kmsd restore`: only the store options, read like `kmsd serve` reads them. */
+export function loadStoreConfig(flags: Flags, env: NodeJS.ProcessEnv): { readonly dataDir: string; readonly store: StoreConfig } {
+  const parsed = ServeOptions.safeParse(merge(flags, env, STORE_OPTIONS));
+  if (!parsed.success) throw configError(parsed.error);
+  const dataDir = resolve(parsed.data.dataDir);
+  return Object.freeze({ dataDir, store: storeConfig(parsed.data, dataDir) });
+}
+
+/** Merges flags over environment variables, validates, resolves paths, freezes. */
+export function loadServeConfig(flags: Flags, env: NodeJS.ProcessEnv): ServeConfig {
+  const parsed = ServeOptions.safeParse(merge(flags, env));
+  if (!parsed.success) throw configError(parsed.error);
   const o = parsed.data;
   const dataDir = resolve(o.dataDir);
   const absolute = (k: RootKeySpec): RootKeySpec => (k.kind === 'file' && !isAbsolute(k.path) ? { kind: 'file', path: resolve(k.path) } : k);
@@ -221,7 +282,7 @@ export function loadServeConfig(flags: Partial<Record<keyof ServeOptionsInput, s
     rest: { ...o.restAddr, tls: o.restTls === 'on' },
     grpc: o.grpcAddr,
     ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { certFile: resolve(o.tlsCert), keyFile: resolve(o.tlsKey) } } : {}),
-    store: { kind: 'sqlite' as const, path: join(dataDir, 'kmsd.db') },
+    store: storeConfig(o, dataDir),
     rootKey,
     previousRootKeys,
     auth: o.auth,

@@ -5,6 +5,7 @@ import type { Principal, TokenRecord } from '../domain/principal.js';
 import type { AccessBinding, BindingDelta, Scope, Subject } from '../domain/access.js';
 import type { AuditEvent, AuditFilter, AuditHead, StoredAuditRecord } from '../domain/audit.js';
 import type { SealedBatch } from '../crypto/audit-chain.js';
+import type { ChangeFeed } from './change-feed.js';
 
 // The persistence port. Every mutation of a key is one atomic commitKeyChange, so a store never
 // holds half a rotation; adapters implement it with one database transaction. Every adapter passes
@@ -160,6 +161,57 @@ export interface MetaStore {
   initMeta(name: string, value: string): Promise<string>;
 }
 
-export interface Store extends KeyStore, OperationStore, PrincipalStore, AccessStore, AuditStore, MetaStore, RewrapStore {
+/**
+ * Background work (automatic rotation, destruction, purging) runs on every node that shares the
+ * store; the store lets one of them do a pass at a time. Correctness does not rest on it: every
+ * change a pass makes is a revision-checked commitKeyChange, so a pass that overlaps another (a
+ * lock lost with its connection) only finds its changes ABORTED or no longer due.
+ */
+export interface BackgroundWorkLock {
+  /**
+   * Runs `work` while no other process sharing the store runs work under the name `job`. When one
+   * does: with `wait`, waits for it to finish, then runs; without, answers { ran: false } at once.
+   */
+  exclusively<T>(job: string, options: { readonly wait: boolean }, work: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
+}
+
+/**
+ * One thing in a store, as a backup holds it. Versions carry their material wrapped by the root
+ * key, exactly as stored; tokens carry only the hash of their secret. New tables are new members
+ * (with a line in every store's export and import).
+ */
+export type SnapshotRecord =
+  | { readonly type: 'meta'; readonly name: string; readonly value: string }
+  | { readonly type: 'principal'; readonly principal: Principal }
+  | { readonly type: 'token'; readonly token: TokenRecord }
+  | { readonly type: 'key'; readonly key: SymmetricKey }
+  /** wrappedMaterial is absent for a DESTROYED version. */
+  | { readonly type: 'version'; readonly version: KeyVersion; readonly wrappedMaterial?: Buffer }
+  | { readonly type: 'operation'; readonly operation: Operation }
+  | { readonly type: 'binding'; readonly scope: Scope; readonly binding: AccessBinding }
+  /** The audit chain as stored: each record's canonical body and chain hash, and the sealed head. */
+  | { readonly type: 'audit'; readonly record: StoredAuditRecord }
+  | { readonly type: 'auditHead'; readonly head: AuditHead };
+
+export type SnapshotRecordType = SnapshotRecord['type'];
+
+export interface SnapshotStore {
+  /**
+   * Everything in the store as of one moment (one read transaction; writes made meanwhile are not
+   * in it), ordered so that importSnapshot can insert each record when it arrives: meta,
+   * principals, tokens, keys, versions, operations, bindings, audit records, audit head.
+   */
+  exportSnapshot(): AsyncIterable<SnapshotRecord>;
+  /**
+   * Writes `records` in one transaction, into a store that holds nothing yet (not even meta):
+   * FAILED_PRECONDITION otherwise. If `records` throws, or a record is refused (INVALID_ARGUMENT,
+   * naming it), nothing is written. Nothing else may write through this store object meanwhile.
+   */
+  importSnapshot(records: AsyncIterable<SnapshotRecord>): Promise<Readonly<Record<SnapshotRecordType, number>>>;
+}
+
+export interface Store extends KeyStore, OperationStore, PrincipalStore, AccessStore, AuditStore, MetaStore, RewrapStore, BackgroundWorkLock, SnapshotStore {
+  /** Every committed write publishes what it changed here (see ports/change-feed.ts). */
+  readonly changes: ChangeFeed;
   close(): Promise<void>;
 }

@@ -1,9 +1,17 @@
 import type { Logger } from 'pino';
+import type { BackgroundWorkLock } from '../ports/store.js';
 import type { KeyService } from './keys/key-service.js';
 
 // Runs the key service's due work (automatic rotation, destruction at destroy_at, purging deleted
 // keys) every interval, one pass at a time. runNow() lets the test clock finish everything that
 // fell due before it answers.
+//
+// Every node runs a scheduler; the store's lock lets one node's pass run at a time. A tick that
+// finds another node's pass running skips (that node does the work); runNow waits for it and then
+// runs its own pass, so that what fell due by this node's clock is done when it returns.
+
+/** The name of the background work under the store's lock. */
+export const DUE_WORK_JOB = 'key-due-work';
 
 const BATCH = 100;
 
@@ -14,7 +22,7 @@ export interface Scheduler {
   runNow(): Promise<void>;
 }
 
-export function scheduler(d: { keys: Pick<KeyService, 'runDueWork'>; logger: Logger; intervalMs: number }): Scheduler {
+export function scheduler(d: { keys: Pick<KeyService, 'runDueWork'>; lock: BackgroundWorkLock; logger: Logger; intervalMs: number }): Scheduler {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
 
@@ -27,16 +35,19 @@ export function scheduler(d: { keys: Pick<KeyService, 'runDueWork'>; logger: Log
     }
   }
 
-  /** Serialises passes: a tick never overlaps another tick or a runNow. */
-  function enqueue(): Promise<void> {
-    running = running.then(drain, drain);
+  /** Serialises passes: a tick never overlaps another tick or a runNow, here or on another node. */
+  function enqueue(wait: boolean): Promise<void> {
+    const pass = async () => {
+      await d.lock.exclusively(DUE_WORK_JOB, { wait }, drain);
+    };
+    running = running.then(pass, pass);
     return running;
   }
 
   return {
     start() {
       timer = setInterval(() => {
-        enqueue().catch((err: unknown) => d.logger.error({ err }, 'background key work failed'));
+        enqueue(false).catch((err: unknown) => d.logger.error({ err }, 'background key work failed'));
       }, d.intervalMs);
       timer.unref();
     },
@@ -44,6 +55,6 @@ export function scheduler(d: { keys: Pick<KeyService, 'runDueWork'>; logger: Log
       if (timer) clearInterval(timer);
       await running.catch(() => undefined);
     },
-    runNow: enqueue,
+    runNow: () => enqueue(true),
   };
 }

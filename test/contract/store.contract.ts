@@ -8,7 +8,8 @@ import { effectivePageSize, encodeCursor, MAX_PAGE_TOKEN_LENGTH } from '../../sr
 import type { Page, PageRequest } from '../../src/domain/paging.js';
 import type { Principal, TokenRecord } from '../../src/domain/principal.js';
 import { Code, isKmsError } from '../../src/errors/kms-error.js';
-import type { AuditAppend, KeyChange, Store } from '../../src/ports/store.js';
+import type { AuditAppend, KeyChange, SnapshotRecord, Store } from '../../src/ports/store.js';
+import type { FeedEvent } from '../../src/ports/change-feed.js';
 import type { AuditEvent, AuditFilter } from '../../src/domain/audit.js';
 import { ChainVerifier, sealBatch, type ChainProblem, type SealedBatch } from '../../src/crypto/audit-chain.js';
 import { SecretBytes } from '../../src/crypto/secret-bytes.js';
@@ -179,6 +180,34 @@ const MALFORMED_TOKENS = [
   Buffer.from('zzzzzzzzzzzzz.abj', 'utf8').toString('base64url'), // position too long
   `${encodeCursor({ at: T0, id: 'abj' })}=`,
 ];
+
+/** Polls `check` until it returns true, failing with `what` after `timeoutMs`. */
+async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Subscribes to the store's change feed and waits until it is live (a PostgreSQL listener connects first). */
+async function listen(store: Store): Promise<{ events: FeedEvent[]; changed: () => string[]; stop: () => void }> {
+  const events: FeedEvent[] = [];
+  const stop = store.changes.subscribe((e) => events.push(e));
+  await eventually('the change feed to be live', () => store.changes.live);
+  return { events, changed: () => events.flatMap((e) => (e.kind === 'changed' ? [`${e.change.topic}:${e.change.id}`] : [])), stop };
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+async function* replay<T>(items: readonly T[], thenThrow?: Error): AsyncIterable<T> {
+  for (const item of items) yield item;
+  if (thenThrow) throw thenThrow;
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -1092,6 +1121,246 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         const records = await store.scanAudit(0, 1000);
         assert.deepEqual(records.map((r) => r.seq), Array.from({ length: 40 }, (_, i) => i + 1));
         assert.deepEqual(await verify(), []);
+      });
+    });
+
+    describe('change feed', () => {
+      it('publishes every committed write once it commits, and nothing of a write that failed', async () => {
+        const heard = await listen(store);
+        try {
+          const { key } = await createKey(store);
+          const updated = await updateKey(store, key, { ...key, name: 'renamed' });
+          // Fails whole (its version id is taken): neither key nor version exists afterwards.
+          const failed = makeKey();
+          await rejectsWithCode(
+            store.commitKeyChange({ key: failed, insertVersions: [withMaterial(makeVersion(failed.id, { id: key.primaryVersionId }))] }),
+            Code.AlreadyExists,
+          );
+          await rejectsWithCode(store.commitKeyChange({ key: { ...updated, revision: 9 }, expectRevision: 1 }), Code.Aborted);
+          const p = makePrincipal();
+          await store.createPrincipal(p);
+          const t: TokenRecord = { id: testId('tok'), principalId: p.id, secretHash: material('t'), createdAt: T0 };
+          await store.createToken(t);
+          await store.revokeToken(t.id, T0 + 1);
+          assert.equal(await store.revokeToken('tokmissing', T0 + 1), false); // nothing changed: nothing to tell
+          const binding = { roleId: 'kms.viewer', subject: { type: 'serviceAccount' as const, id: p.id } };
+          await store.changeBindings({ scope: { type: 'folder', id: 'b1gf' }, deltas: [{ action: 'ADD', binding }] });
+          await store.changeBindings({ scope: { type: 'folder', id: 'b1gf' }, deltas: [{ action: 'ADD', binding }] }); // no-op
+          const t2: TokenRecord = { id: testId('tok'), principalId: p.id, secretHash: material('t2'), createdAt: T0 };
+          await store.createToken(t2);
+          await store.deletePrincipal(p.id);
+          const deleted = await updateKey(store, updated, { ...updated, deletedAt: T0 });
+          await store.purgeKey(deleted.id);
+          await store.purgeKey(deleted.id); // nothing left to purge: nothing to tell
+          const last = await createKey(store);
+
+          // Changes arrive in commit order, so once the last is heard every earlier one has been.
+          await eventually('the last change', () => heard.changed().includes(`key:${last.key.id}`));
+          assert.deepEqual(heard.changed(), [
+            `key:${key.id}`,
+            `key:${key.id}`,
+            `principal:${p.id}`,
+            `token:${t.id}`,
+            `token:${t.id}`,
+            'binding:folder:b1gf',
+            `token:${t2.id}`,
+            `principal:${p.id}`,
+            `token:${t.id}`,
+            `token:${t2.id}`,
+            `key:${key.id}`,
+            `key:${key.id}`,
+            `binding:key:${key.id}`,
+            `key:${last.key.id}`,
+          ]);
+          assert.ok(!heard.changed().includes(`key:${failed.id}`));
+        } finally {
+          heard.stop();
+        }
+      });
+
+      it('stops telling a handler once it unsubscribes', async () => {
+        const kept = await listen(store);
+        const dropped = await listen(store);
+        dropped.stop();
+        try {
+          const { key } = await createKey(store);
+          await eventually('the change', () => kept.changed().includes(`key:${key.id}`));
+          assert.deepEqual(dropped.changed(), []);
+        } finally {
+          kept.stop();
+        }
+      });
+    });
+
+    describe('background work lock', () => {
+      it('runs one holder of a job at a time: the others skip, or wait for it', async () => {
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        let started!: () => void;
+        const running = new Promise<void>((r) => (started = r));
+        const order: string[] = [];
+        const first = store.exclusively('job', { wait: false }, async () => {
+          started();
+          await held;
+          order.push('first');
+          return 1;
+        });
+        await running;
+        assert.deepEqual(await store.exclusively('job', { wait: false }, async () => 2), { ran: false });
+        assert.deepEqual(await store.exclusively('other job', { wait: false }, async () => 3), { ran: true, value: 3 }, 'jobs lock apart');
+        const waiting = store.exclusively('job', { wait: true }, async () => {
+          order.push('waited');
+          return 4;
+        });
+        await new Promise((r) => setTimeout(r, 50));
+        assert.deepEqual(order, [], 'the waiting one has not run yet');
+        release();
+        assert.deepEqual(await first, { ran: true, value: 1 });
+        assert.deepEqual(await waiting, { ran: true, value: 4 });
+        assert.deepEqual(order, ['first', 'waited']);
+      });
+
+      it('gives the lock back when the work fails', async () => {
+        await assert.rejects(
+          store.exclusively('job', { wait: false }, async () => {
+            throw new Error('work failed');
+          }),
+          /work failed/,
+        );
+        assert.deepEqual(await store.exclusively('job', { wait: false }, async () => 'again'), { ran: true, value: 'again' });
+      });
+    });
+
+    describe('snapshots', () => {
+      /** A store with some of everything: every optional field, every version status, a deleted key. */
+      async function populate(s: Store): Promise<void> {
+        await s.initMeta('root_key_check', 'wrapped-check-value');
+        await s.initMeta('bootstrap_admin_id', 'ajeadmin');
+        const admin: Principal = { id: testId('aje'), type: 'userAccount', name: 'admin', createdAt: T0 };
+        const svc: Principal = { id: testId('aje'), type: 'serviceAccount', name: 'svc', createdAt: T0 + 1 };
+        for (const p of [admin, svc]) await s.createPrincipal(p);
+        await s.createToken({ id: testId('tok'), principalId: admin.id, secretHash: material('a'), createdAt: T0 });
+        await s.createToken({ id: testId('tok'), principalId: svc.id, secretHash: material('b'), createdAt: T0, expiresAt: T0 + DAY_MS, revokedAt: T0 + 5 });
+        const { key } = await createKey(s, { labels: { env: 'prod' }, rotationPeriodMs: DAY_MS }, { operation: makeOperation('x', { idempotencyKey: 'idem' }) });
+        const old = makeVersion(key.id, { createdAt: T0 + 1 });
+        const gone = makeVersion(key.id, { createdAt: T0 + 2 });
+        const k = await updateKey(s, key, { ...key, rotatedAt: T0 + 3 }, { insertVersions: [withMaterial(old), withMaterial(gone)] });
+        await updateKey(s, k, k, {
+          updateVersions: [scheduleDestruction(k, old, T0 + 4, DAY_MS), destroy(scheduleDestruction(k, gone, T0 + 4, DAY_MS))],
+          operation: makeOperation(key.id, { error: { code: Code.Aborted, message: 'm' }, done: false }),
+        });
+        await createKey(s, { folderId: OTHER_FOLDER, deletedAt: T0 + 9, deletionProtection: true, description: 'gone soon' });
+        await s.changeBindings({
+          scope: { type: 'key', id: key.id },
+          deltas: [{ action: 'ADD', binding: { roleId: 'kms.keys.encrypterDecrypter', subject: { type: 'serviceAccount', id: svc.id } } }],
+          audit: { events: [auditEvent(1), auditEvent(2)], seal: auditSeal },
+        });
+      }
+
+      const COUNTS = { meta: 2, principal: 2, token: 2, key: 2, version: 4, operation: 2, binding: 1, audit: 2, auditHead: 1 };
+
+      it('exports everything, in the order an import needs, and an empty store imports it as it was', async () => {
+        await populate(store);
+        const records = await collect(store.exportSnapshot());
+        const types = records.map((r) => r.type);
+        const all = ['meta', 'principal', 'token', 'key', 'version', 'operation', 'binding', 'audit', 'auditHead'];
+        assert.deepEqual([...new Set(types)], all);
+        assert.deepEqual(Object.fromEntries(all.map((t) => [t, types.filter((x) => x === t).length])), COUNTS);
+        for (const r of records) {
+          if (r.type !== 'version') continue;
+          if (r.version.status === 'DESTROYED') assert.equal(r.wrappedMaterial, undefined);
+          else assert.deepEqual(r.wrappedMaterial, material(r.version.id), 'material exported exactly as stored (wrapped)');
+        }
+
+        const target = await open(); // PostgreSQL: the same schema, emptied
+        try {
+          const counts = await target.importSnapshot(replay(records));
+          assert.deepEqual(counts, COUNTS);
+          assert.deepEqual(await collect(target.exportSnapshot()), records);
+          const key = records.find((r): r is Extract<SnapshotRecord, { type: 'key' }> => r.type === 'key' && r.key.deletedAt === undefined)!.key;
+          assert.deepEqual(await target.getKey(key.id), key);
+          assert.deepEqual(await target.findKeysDueForRotation(T0 + 10 * DAY_MS, 10), [key], 'derived columns are rebuilt');
+          assert.deepEqual(await target.getWrappedMaterial(key.id, key.primaryVersionId), material(key.primaryVersionId));
+          assert.equal((await target.findOperationByIdempotencyKey('ajeuser', 'idem'))?.resourceId, 'x');
+          const bound = records.find((r): r is Extract<SnapshotRecord, { type: 'binding' }> => r.type === 'binding')!;
+          assert.deepEqual(bound.scope, { type: 'key', id: key.id });
+          assert.deepEqual(await target.listBindings(bound.scope), [bound.binding]);
+          assert.deepEqual(await auditChainProblems(target), [], 'the audit chain is whole after the import');
+          assert.equal((await target.getAuditHead())?.seq, 2);
+        } finally {
+          await target.close();
+        }
+      });
+
+      it('exports one moment: a write made while the export is read is not in it', async () => {
+        const before = await createKey(store);
+        const records = store.exportSnapshot()[Symbol.asyncIterator]();
+        const firstRecord = await records.next();
+        const during = await createKey(store);
+        const rest: SnapshotRecord[] = firstRecord.done ? [] : [firstRecord.value];
+        for (let r = await records.next(); !r.done; r = await records.next()) rest.push(r.value);
+        const keys = rest.flatMap((r) => (r.type === 'key' ? [r.key.id] : []));
+        assert.deepEqual(keys, [before.key.id]);
+        assert.ok(!keys.includes(during.key.id));
+      });
+
+      it('can stop reading an export half-way, and the store carries on', async () => {
+        await populate(store);
+        for await (const r of store.exportSnapshot()) {
+          assert.equal(r.type, 'meta');
+          break;
+        }
+        const { key } = await createKey(store);
+        assert.deepEqual(await store.getKey(key.id), key);
+        assert.equal((await collect(store.exportSnapshot())).length, 20, 'the 18 records of populate, a key and its version');
+      });
+
+      it('refuses to import into a store that holds anything, even only meta, and writes nothing', async () => {
+        await store.initMeta('root_key_check', 'x');
+        const p: Principal = { id: testId('aje'), type: 'userAccount', name: 'p', createdAt: T0 };
+        await rejectsWithCode(store.importSnapshot(replay([{ type: 'principal', principal: p }])), Code.FailedPrecondition, 'not empty');
+        assert.equal(await store.getPrincipal(p.id), undefined);
+      });
+
+      it('imports nothing when the records fail part-way', async () => {
+        const source = await open();
+        let records: SnapshotRecord[];
+        try {
+          await populate(source);
+          records = await collect(source.exportSnapshot());
+        } finally {
+          await source.close();
+        }
+        const target = await open();
+        try {
+          await assert.rejects(target.importSnapshot(replay(records.slice(0, 8), new Error('the backup file is truncated'))), /truncated/);
+          assert.deepEqual(await collect(target.exportSnapshot()), [], 'nothing was written');
+          await target.importSnapshot(replay(records)); // and the store is still usable for a good one
+        } finally {
+          await target.close();
+        }
+      });
+
+      it('refuses records out of order, a version whose material does not fit its status, and what the schema refuses', async () => {
+        const key = makeKey();
+        const version = makeVersion(key.id, { id: key.primaryVersionId });
+        const older = makeVersion(key.id);
+        const p: Principal = { id: testId('aje'), type: 'userAccount', name: 'p', createdAt: T0 };
+        const bad: { records: SnapshotRecord[]; mentions: string }[] = [
+          { records: [{ type: 'key', key }, { type: 'principal', principal: p }], mentions: 'record 2: a principal record after key records' },
+          { records: [{ type: 'key', key }, { type: 'version', version }], mentions: 'record 2: version .* is ACTIVE but has no material' },
+          {
+            records: [{ type: 'key', key }, { type: 'version', version: destroy(scheduleDestruction(key, older, T0, DAY_MS)), wrappedMaterial: material('x') }],
+            mentions: 'is DESTROYED but has material',
+          },
+          { records: [{ type: 'token', token: { id: testId('tok'), principalId: 'ajenobody', secretHash: material('s'), createdAt: T0 } }], mentions: 'record 1 \\(token\\)' },
+          { records: [{ type: 'principal', principal: p }, { type: 'principal', principal: p }], mentions: 'record 2 \\(principal\\)' },
+          { records: [{ type: 'version', version, wrappedMaterial: material('v') }], mentions: 'record 1 \\(version\\)' },
+        ];
+        for (const { records, mentions } of bad) {
+          await rejectsWithCode(store.importSnapshot(replay(records)), Code.InvalidArgument, mentions);
+          assert.deepEqual(await collect(store.exportSnapshot()), [], `nothing written for: ${mentions}`);
+        }
       });
     });
 

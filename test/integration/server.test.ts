@@ -19,6 +19,7 @@ import {
   listVersions,
   ok,
   rotate,
+  sleep,
   unb64,
   update,
   type KeyList,
@@ -339,6 +340,8 @@ keys:
     const rotatedK4 = await rotate(kmsd, K4);
 
     await kmsd.restart();
+    // Logs are written asynchronously; the ready line on stdout may come first.
+    for (let i = 0; i < 100 && !/applied seed file/.test(kmsd.stderr); i++) await sleep(20);
     assert.match(kmsd.stderr, /applied seed file/);
     assert.equal((await getKey(kmsd, K1)).name, 'renamed by a test');
     assert.deepEqual(await getKey(kmsd, K2), before[1]);

@@ -39,7 +39,7 @@ export function softwareRootKey(key: SecretBytes, random: Random): RootKeyProvid
  */
 export function readOrCreateRootKeyFile(path: string, mayCreate = true): { key: SecretBytes; created: boolean } {
   if (!existsSync(path)) {
-    if (!mayCreate) throw new RootKeyError(`root key file ${path} does not exist, but the data directory already holds keys wrapped by a root key`);
+    if (!mayCreate) throw new RootKeyError(`root key file ${path} does not exist, but the store already holds keys wrapped by a root key`);
     const bytes = randomBytes(ROOT_KEY_LENGTH);
     const fd = openSync(path, 'wx', 0o600);
     try {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
+import { before, describe, it } from 'node:test';
 import { DAY_MS } from '../../domain/key.js';
 import { Code, isKmsError } from '../../errors/kms-error.js';
 import {
@@ -12,100 +11,31 @@ import {
   makeKey,
   makeOperation,
   makePrincipal,
+  makeVersion,
   storeContract,
   T0,
 } from '../../../test/contract/store.contract.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, SchemaVersionError, TABLES } from './migrations.js';
-import { openPostgresStore } from './postgres-store.js';
+import { openPostgresStore, type PostgresStore } from './postgres-store.js';
+import type { FeedEvent } from '../../ports/change-feed.js';
+import { inSchema, withTestPostgres, type TestPostgres } from '../../../test/helpers/postgres.js';
 
 // The store contract and the PostgreSQL-specific behaviour, against the database named by
-// KMSD_TEST_POSTGRES_URL (scripts/ensure-postgres.sh provides one). Each test file works in schemas
-// of its own, so files running in parallel never see each other's rows. An unreachable database
-// fails this file; KMSD_TEST_POSTGRES_URL=skip skips it on purpose.
+// KMSD_TEST_POSTGRES_URL (see test/helpers/postgres.ts): each test works in schemas of its own.
 
-const DEFAULT_URL = 'postgres://postgres@127.0.0.1:5432/test';
-const configured = process.env.KMSD_TEST_POSTGRES_URL || DEFAULT_URL;
+await withTestPostgres('PostgreSQL store', (db) => postgresTests(db));
 
-/** The URL without its password, for messages. */
-function redacted(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return '(a URL that does not parse)';
+/** Polls `check` until it holds, failing with `what` after 10 s. */
+async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
-/** `url` with the tables in `schema` and the connections named after it in pg_stat_activity. */
-function inSchema(url: string, schema: string): string {
-  const u = new URL(url);
-  const options = u.searchParams.get('options');
-  u.searchParams.set('options', `${options === null ? '' : `${options} `}-c search_path=${schema}`);
-  u.searchParams.set('application_name', schema);
-  return u.toString();
-}
-
-async function unreachable(url: string): Promise<string | undefined> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return undefined;
-  } catch (e) {
-    return e instanceof Error ? e.message || String((e as { code?: unknown }).code) : String(e);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-if (configured === 'skip') {
-  it('PostgreSQL store', { skip: 'KMSD_TEST_POSTGRES_URL=skip: the PostgreSQL store is not tested' }, () => {});
-} else {
-  const problem = await unreachable(configured);
-  if (problem === undefined) {
-    postgresTests(configured);
-  } else {
-    it('PostgreSQL store: the test database is reachable', () => {
-      throw new Error(
-        `PostgreSQL at ${redacted(configured)} is unreachable (${problem}). ` +
-          (process.env.CI
-            ? 'CI must provide it: .ci/run runs scripts/ensure-postgres.sh and exports KMSD_TEST_POSTGRES_URL.'
-            : 'Run scripts/ensure-postgres.sh (it starts or installs one and prints its URL), ' +
-              'point KMSD_TEST_POSTGRES_URL at one, or set KMSD_TEST_POSTGRES_URL=skip to skip these tests.'),
-      );
-    });
-  }
-}
-
-function postgresTests(url: string): void {
-  const admin = new pg.Pool({ connectionString: url, max: 2 });
-  const schemas: string[] = [];
-
-  /** A new, empty schema for this file, dropped when the file is done; its URL. */
-  async function freshSchema(): Promise<{ schema: string; url: string }> {
-    const schema = `kmsd_test_${randomBytes(6).toString('hex')}`;
-    await admin.query(`CREATE SCHEMA ${schema}`);
-    schemas.push(schema);
-    return { schema, url: inSchema(url, schema) };
-  }
-
-  after(async () => {
-    for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  });
-
-  const query = async <R extends pg.QueryResultRow>(schema: string, sql: string, values: unknown[] = []): Promise<R[]> => {
-    const client = await admin.connect();
-    try {
-      await client.query(`SET search_path = ${schema}`);
-      return (await client.query<R>(sql, values)).rows;
-    } finally {
-      await client.query('RESET search_path');
-      client.release();
-    }
-  };
+function postgresTests(db: TestPostgres): void {
+  const { url, freshSchema, query } = db;
 
   let contract: { schema: string; url: string } | undefined;
   before(async () => {
@@ -185,8 +115,8 @@ function postgresTests(url: string): void {
           e.message.includes(`schema ${schema}`) &&
           e.message.includes(`version ${newer} is newer than this kmsd supports (${LATEST_SCHEMA_VERSION})`),
       );
-      const open = await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [schema]);
-      assert.equal(open.rows[0]?.n, 0, 'the failed open ended its pool');
+      // The server forgets a backend a moment after its client hung up.
+      await until('the failed open to end its pool', async () => (await db.connections(schema)) === 0);
 
       await query(schema, 'DELETE FROM schema_migrations WHERE version = $1', [newer]);
       await (await openPostgresStore(schemaUrl)).close();
@@ -214,8 +144,7 @@ function postgresTests(url: string): void {
       const store = await openPostgresStore(schemaUrl, { poolSize: 2 });
       try {
         const { key } = await createKey(store);
-        const terminate = () =>
-          admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [schema]);
+        const terminate = () => query(schema, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [schema]);
         for (let round = 0; round < 3; round++) {
           await terminate();
           const reads = await Promise.allSettled([store.getKey(key.id), store.getKey(key.id), store.countLiveVersions(key.id)]);
@@ -378,6 +307,188 @@ function postgresTests(url: string): void {
       } finally {
         await store.close();
       }
+    });
+
+    describe('change feed across nodes', () => {
+      type Heard = { events: FeedEvent[]; changed: () => string[]; stop: () => void };
+      async function listening(store: PostgresStore): Promise<Heard> {
+        const events: FeedEvent[] = [];
+        const stop = store.changes.subscribe((e) => events.push(e));
+        await until('the listener', () => store.changes.live);
+        return { events, changed: () => events.flatMap((e) => (e.kind === 'changed' ? [`${e.change.topic}:${e.change.id}`] : [])), stop };
+      }
+
+      it('one node hears what another commits, when it commits, and nothing of what it rolls back', async () => {
+        const { url: schemaUrl } = await freshSchema();
+        const a = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        const b = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        try {
+          assert.equal(b.changes.live, false, 'not live before anyone subscribes: nothing is listening yet');
+          const heard = await listening(b);
+          const { key } = await createKey(a);
+          const failed = makeKey();
+          await assert.rejects(a.commitKeyChange({ key: failed, insertVersions: [{ version: makeVersion(failed.id, { id: key.primaryVersionId }), wrappedMaterial: Buffer.alloc(40) }] }));
+          const { key: last } = await createKey(a);
+          await until('the last change', () => heard.changed().includes(`key:${last.id}`));
+          assert.deepEqual(heard.changed(), [`key:${key.id}`, `key:${last.id}`]);
+          assert.deepEqual(heard.events[0], { kind: 'resync' }, 'listening starts with a resync: what was cached before may be stale');
+          heard.stop();
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      });
+
+      it('answers a write only once every other listening node has heard it', async () => {
+        const { url: schemaUrl } = await freshSchema();
+        const a = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        const b = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        const c = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        try {
+          const [onA, onB, onC] = await Promise.all([listening(a), listening(b), listening(c)]);
+          // Each knows the others once it has heard their hellos, answered at once.
+          await new Promise((r) => setTimeout(r, 100));
+          for (let round = 0; round < 30; round++) {
+            const { key } = await createKey(a);
+            // No waiting here: the write has returned, so B and C have already dropped the key.
+            assert.ok(onB.changed().includes(`key:${key.id}`), `round ${round}: B heard it before A answered`);
+            assert.ok(onC.changed().includes(`key:${key.id}`), `round ${round}: C heard it before A answered`);
+          }
+          for (const h of [onA, onB, onC]) h.stop();
+        } finally {
+          await Promise.all([a.close(), b.close(), c.close()]);
+        }
+      });
+
+      it('waits for a node that does not confirm no longer than the timeout, and says so; a goodbye ends the wait', async () => {
+        const { schema, url: schemaUrl } = await freshSchema();
+        const warnings: unknown[] = [];
+        const a = await openPostgresStore(schemaUrl, {
+          poolSize: 2,
+          listener: { confirmTimeoutMs: 400, onWarning: (message, details) => warnings.push({ message, details }) },
+        });
+        try {
+          const onA = await listening(a);
+          const confirms = `'kmsd_confirms_' || substr(md5(current_schema()), 1, 16)`;
+          await query(schema, `SELECT pg_notify(${confirms}, 'hello ghostnode')`);
+          await new Promise((r) => setTimeout(r, 100));
+          const started = Date.now();
+          await createKey(a);
+          const waited = Date.now() - started;
+          assert.ok(waited >= 350, `waited ${waited} ms for the silent node`);
+          assert.deepEqual(warnings, [{ message: 'nodes did not confirm a change in time; answering anyway', details: { nodes: ['ghostnode'], timeoutMs: 400 } }]);
+
+          await query(schema, `SELECT pg_notify(${confirms}, 'bye ghostnode')`);
+          await new Promise((r) => setTimeout(r, 100));
+          const again = Date.now();
+          await createKey(a);
+          assert.ok(Date.now() - again < 350, 'a node that said goodbye is not waited for');
+          assert.equal(warnings.length, 1);
+          onA.stop();
+        } finally {
+          await a.close();
+        }
+      });
+
+      it('does not hear stores of another schema', async () => {
+        const one = await openPostgresStore((await freshSchema()).url, { poolSize: 2 });
+        const other = await openPostgresStore((await freshSchema()).url, { poolSize: 2 });
+        try {
+          const heard = await listening(one);
+          const { key: elsewhere } = await createKey(other);
+          const { key: here } = await createKey(one);
+          await until('its own change', () => heard.changed().includes(`key:${here.id}`));
+          assert.ok(!heard.changed().includes(`key:${elsewhere.id}`));
+          heard.stop();
+        } finally {
+          await one.close();
+          await other.close();
+        }
+      });
+
+      it('reports lost when its connection is cut, reconnects by itself, and resyncs', async () => {
+        const { schema, url: schemaUrl } = await freshSchema();
+        const writer = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        const reader = await openPostgresStore(schemaUrl, { poolSize: 2, listener: { helloMs: 200, retryMinMs: 50 } });
+        try {
+          const heard = await listening(reader);
+          // The listening connection: the last thing it ran is a LISTEN or a hello.
+          await query(
+            schema,
+            `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND (query LIKE 'LISTEN %' OR query = 'SELECT pg_notify($1, $2)')`,
+            [schema],
+          );
+          await until('lost', () => heard.events.some((e) => e.kind === 'lost'));
+          await until('live again', () => reader.changes.live);
+          assert.deepEqual(
+            heard.events.map((e) => e.kind),
+            ['resync', 'lost', 'resync'],
+          );
+          const { key } = await createKey(writer);
+          await until('a change after reconnecting', () => heard.changed().includes(`key:${key.id}`));
+          heard.stop();
+        } finally {
+          await writer.close();
+          await reader.close();
+        }
+      });
+
+      it('resyncs on a change of a topic it does not know (one a newer kmsd publishes)', async () => {
+        const { schema, url: schemaUrl } = await freshSchema();
+        const store = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        try {
+          const heard = await listening(store);
+          await query(schema, `SELECT pg_notify('kmsd_changes_' || substr(md5(current_schema()), 1, 16), 'node.1 binding-of-the-future:abc')`);
+          await until('the resync', () => heard.events.length === 2);
+          assert.deepEqual(heard.events, [{ kind: 'resync' }, { kind: 'resync' }]);
+          heard.stop();
+        } finally {
+          await store.close();
+        }
+      });
+
+      it('closes its listening connection with the store', async () => {
+        const { schema, url: schemaUrl } = await freshSchema();
+        const store = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        const heard = await listening(store);
+        heard.stop();
+        await store.close();
+        await until('no connection left', async () => (await db.connections(schema)) === 0);
+        assert.equal(store.changes.live, false);
+      });
+    });
+
+    describe('background work lock across nodes', () => {
+      it('lets one node run a job at a time, and frees the job of a node whose connection dies', async () => {
+        const { schema, url: schemaUrl } = await freshSchema();
+        const a = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        const b = await openPostgresStore(schemaUrl, { poolSize: 2 });
+        try {
+          let release!: () => void;
+          const held = new Promise<void>((r) => (release = r));
+          let started!: () => void;
+          const running = new Promise<void>((r) => (started = r));
+          const onA = a.exclusively('due-work', { wait: false }, async () => {
+            started();
+            await held;
+            return 'a';
+          });
+          try {
+            await running;
+            assert.deepEqual(await b.exclusively('due-work', { wait: false }, async () => 'b'), { ran: false });
+            // The connection holding the lock dies (as when its node is killed): PostgreSQL frees the
+            // lock. B's idle connection dies too, so B also shows it takes the lock on a new one.
+            await query(schema, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_try_advisory_lock%'`, [schema]);
+            await until('the lock to be free', async () => (await b.exclusively('due-work', { wait: false }, async () => 'b')).ran);
+          } finally {
+            release();
+          }
+          assert.deepEqual(await onA, { ran: true, value: 'a' }, 'the work itself finished; its unlock failing is not its error');
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      });
     });
 
     it('can be closed twice', async () => {

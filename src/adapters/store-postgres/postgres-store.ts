@@ -6,12 +6,16 @@ import type { Principal, TokenRecord } from '../../domain/principal.js';
 import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, type Subject } from '../../domain/access.js';
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
-import type { AccessBindingChange, AuditAppend, KeyChange, Store, StoredMaterial } from '../../ports/store.js';
+import type { Change } from '../../ports/change-feed.js';
+import type { AccessBindingChange, AuditAppend, KeyChange, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
 import { auditPage, auditQuery, auditRow } from '../store-rows/audit-rows.js';
+import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, SNAPSHOT_TABLES, snapshotSelect } from '../store-rows/snapshot.js';
+import { CHANNELS_SQL, encodeChange, PostgresChangeListener, type Channels, type Confirmations, type ListenerOptions } from './change-listener.js';
 import { mapPage } from './keyset-page.js';
 import { migrate, schemaVersion } from './migrations.js';
 import { connectionProblem, translateDriverError, translatingConstraints, type ErrorFor } from './pg-errors.js';
 import {
+  MAPPING,
   bindingToRow,
   keyToRow,
   rowToBinding,
@@ -37,6 +41,13 @@ import { STATEMENTS as S } from './statements.js';
 // writer, so of two commits from the same revision exactly one matches and the other is ABORTED.
 // Every write locks the key row before any of its versions, and takes the audit chain's lock last
 // (after which it waits for nothing but its commit), so two writers never deadlock.
+//
+// Every write transaction pg_notify()s what it changed on the schema's channel just before COMMIT,
+// so the other nodes hear of a change exactly when it commits, and answers only once they have
+// confirmed it (change-listener.ts). A statement that fails because its connection broke is run
+// again once on a new connection, unless it was the COMMIT itself (the outcome is then unknown): a
+// lost connection is UNAVAILABLE, never a wrong answer. When a connection cannot be had at all:
+// UNAVAILABLE at once, without waiting to retry.
 
 export interface PostgresStoreOptions {
   /** Connections in the pool; pg's default is 10. */
@@ -46,7 +57,17 @@ export interface PostgresStoreOptions {
    * fails with UNAVAILABLE. Default 5000.
    */
   readonly connectionTimeoutMs?: number;
+  /** The change feed's listening connection (one more connection, opened on the first subscription). */
+  readonly listener?: ListenerOptions;
 }
+
+/** Attempts of a statement whose connection broke under it (the second one runs on a new connection). */
+const ATTEMPTS = 2;
+
+/** First key of the two-int advisory locks of background work; the migration lock uses 0x6b6d7364. */
+const JOB_LOCK_CLASS = 0x6b6d736a; // "kmsj"
+/** The lock of one job in the connection's schema; $1 is JOB_LOCK_CLASS, $2 the job's name. */
+const JOB_LOCK = `$1::int, hashtext(current_schema() || ':' || $2::text)`;
 
 /**
  * Connects to the database at `url` (a libpq-style URL; `?options=-c search_path=NAME` puts the
@@ -54,20 +75,23 @@ export interface PostgresStoreOptions {
  * SchemaVersionError when a newer kmsd wrote it.
  */
 export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
-  const pool = new pg.Pool({
+  const connection: pg.ClientConfig = {
     connectionString: url,
-    max: options.poolSize ?? 10,
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
     keepAlive: true,
     types: TYPE_PARSERS,
-  });
+  };
+  const pool = new pg.Pool({ ...connection, max: options.poolSize ?? 10 });
   // An idle connection that breaks (a server restart, a terminated backend) is reported here and
   // dropped by the pool; the next call opens a new one or fails with UNAVAILABLE. Without a
   // listener the error would crash the process.
   pool.on('error', () => undefined);
   try {
-    await withClient(pool, (client) => migrate(client));
-    return new PostgresStore(pool);
+    const channels = await withClient(pool, async (client) => {
+      await migrate(client);
+      return (await client.query<Channels>(CHANNELS_SQL)).rows[0]!;
+    });
+    return new PostgresStore(pool, channels, new PostgresChangeListener(connection, channels, options.listener));
   } catch (e) {
     await pool.end();
     throw translateDriverError(e);
@@ -108,12 +132,22 @@ const alreadyExists =
 
 const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
 
+/** What a connection problem during COMMIT means: the server may have committed or not. */
+const commitOutcomeUnknown = (cause: unknown) =>
+  new KmsError(Code.Unavailable, 'the database became unavailable while committing; the change may or may not have been applied', { cause });
+
+type Publish = (change: Change) => void;
+
 export class PostgresStore implements Store {
   private closed = false;
   private readonly auditQueries = new Map<string, Statement<Record<string, string | number>, StoredAuditRecord>>();
 
-  /** Use openPostgresStore: it migrates the schema these statements need. */
-  constructor(private readonly pool: pg.Pool) {}
+  /** Use openPostgresStore: it migrates the schema these statements need and finds the channels. */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly channels: Channels,
+    readonly changes: PostgresChangeListener,
+  ) {}
 
   async getKey(id: string): Promise<SymmetricKey | undefined> {
     return this.read(async (db) => ifFound(await first(db, S.getKey, { id }), rowToKey));
@@ -145,7 +179,10 @@ export class PostgresStore implements Store {
   }
 
   async commitKeyChange(change: KeyChange): Promise<void> {
-    await this.transaction((db) => this.applyKeyChange(db, change));
+    await this.transaction(async (db, publish) => {
+      await this.applyKeyChange(db, change);
+      publish({ topic: 'key', id: change.key.id });
+    });
   }
 
   async findKeysDueForRotation(now: number, limit: number): Promise<SymmetricKey[]> {
@@ -161,7 +198,12 @@ export class PostgresStore implements Store {
   }
 
   async purgeKey(keyId: string): Promise<void> {
-    await this.transaction((db) => this.purge(db, keyId));
+    await this.transaction(async (db, publish) => {
+      if (await this.purge(db, keyId)) {
+        publish({ topic: 'key', id: keyId });
+        publish({ topic: 'binding', id: `key:${keyId}` });
+      }
+    });
   }
 
   async getOperation(id: string): Promise<Operation | undefined> {
@@ -180,11 +222,12 @@ export class PostgresStore implements Store {
   }
 
   async createPrincipal(p: Principal, audit?: AuditAppend): Promise<void> {
-    await this.transaction(async (db) => {
+    await this.transaction(async (db, publish) => {
       await translatingConstraints(() => run(db, S.insertPrincipal, principalToRow(p)), {
         principals_pkey: alreadyExists(`principal ${p.id}`),
       });
       await this.appendAuditRecords(db, audit);
+      publish({ topic: 'principal', id: p.id });
     });
   }
 
@@ -198,24 +241,27 @@ export class PostgresStore implements Store {
 
   async deletePrincipal(id: string, audit?: AuditAppend): Promise<string[] | undefined> {
     let removed: string[] | undefined;
-    await this.transaction(async (db) => {
+    await this.transaction(async (db, publish) => {
       const found = await first(db, S.lockPrincipal, { id });
       if (found === undefined) return;
       removed = (await all(db, S.deleteTokensOfPrincipal, { principal_id: id })).map((r) => r.id);
       await run(db, S.deleteBindingsOfSubject, { subject_type: found.type, subject_id: id });
       await run(db, S.deletePrincipal, { id });
       await this.appendAuditRecords(db, audit);
+      publish({ topic: 'principal', id });
+      for (const token of removed) publish({ topic: 'token', id: token });
     });
     return removed;
   }
 
   async createToken(t: TokenRecord, audit?: AuditAppend): Promise<void> {
-    await this.transaction(async (db) => {
+    await this.transaction(async (db, publish) => {
       await translatingConstraints(() => run(db, S.insertToken, tokenToRow(t)), {
         tokens_pkey: alreadyExists(`token ${t.id}`),
         tokens_principal_id_fkey: (cause) => new KmsError(Code.NotFound, `principal ${t.principalId} not found`, { cause }),
       });
       await this.appendAuditRecords(db, audit);
+      publish({ topic: 'token', id: t.id });
     });
   }
 
@@ -225,9 +271,12 @@ export class PostgresStore implements Store {
 
   async revokeToken(id: string, at: number, audit?: AuditAppend): Promise<boolean> {
     let found = false;
-    await this.transaction(async (db) => {
+    await this.transaction(async (db, publish) => {
       found = (await run(db, S.revokeToken, { id, at })) > 0;
-      if (found) await this.appendAuditRecords(db, audit);
+      if (found) {
+        await this.appendAuditRecords(db, audit);
+        publish({ topic: 'token', id });
+      }
     });
     return found;
   }
@@ -245,7 +294,7 @@ export class PostgresStore implements Store {
 
   async changeBindings(change: AccessBindingChange): Promise<BindingDelta[]> {
     let effective: BindingDelta[] = [];
-    await this.transaction(async (db) => {
+    await this.transaction(async (db, publish) => {
       const ref = { scope_type: change.scope.type, scope_id: change.scope.id };
       await first(db, S.lockScope, ref);
       const current = (await all(db, S.listBindings, ref)).map((r) => rowToBinding(r).binding);
@@ -253,11 +302,13 @@ export class PostgresStore implements Store {
       for (const d of effective) await run(db, d.action === 'ADD' ? S.insertBinding : S.deleteBinding, bindingToRow(change.scope, d.binding));
       if (change.operation !== undefined) await this.insertOperation(db, change.operation);
       await this.appendAuditRecords(db, change.audit);
+      if (effective.length > 0) publish({ topic: 'binding', id: `${change.scope.type}:${change.scope.id}` });
     });
     return effective;
   }
 
   async appendAudit(append: AuditAppend): Promise<void> {
+    // Nothing any node caches: no change to publish.
     await this.transaction((db) => this.appendAuditRecords(db, append));
   }
 
@@ -329,10 +380,127 @@ export class PostgresStore implements Store {
     return this.read(async (db) => (await run(db, S.replaceStoredMaterial, { key_id: keyId, id: versionId, expected, next })) === 1);
   }
 
-  /** Ends the pool once its connections are idle; calling it again does nothing. */
+  async exclusively<T>(job: string, options: { readonly wait: boolean }, work: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    // A session-level advisory lock on a connection held for the whole pass: PostgreSQL releases
+    // it when that connection ends, so a node that dies mid-pass never leaves it held.
+    const args = [JOB_LOCK_CLASS, job];
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (e) {
+        throw translateDriverError(e);
+      }
+      let broken: Error | undefined;
+      const discard = (why: Error) => {
+        broken ??= why;
+      };
+      client.on('error', discard);
+      let locked = false;
+      try {
+        if (options.wait) {
+          await client.query(`SELECT pg_advisory_lock(${JOB_LOCK})`, args);
+          locked = true;
+        } else {
+          const { rows } = await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock(${JOB_LOCK}) AS locked`, args);
+          if (rows[0]?.locked !== true) return { ran: false };
+          locked = true;
+        }
+        try {
+          return { ran: true, value: await work() };
+        } finally {
+          await client.query(`SELECT pg_advisory_unlock(${JOB_LOCK})`, args).catch(discard);
+        }
+      } catch (e) {
+        const lost = connectionProblem(e) !== undefined;
+        if (lost) discard(e as Error);
+        // Taking the lock may be tried again on a new connection (the first may have been a stale
+        // pooled one); the work, once started, is not run twice.
+        if (lost && !locked && attempt < ATTEMPTS) continue;
+        throw translateDriverError(e);
+      } finally {
+        client.removeListener('error', discard);
+        // A broken connection is closed, which releases the lock if the unlock did not.
+        client.release(broken);
+      }
+    }
+  }
+
+  async *exportSnapshot(): AsyncIterable<SnapshotRecord> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw translateDriverError(e);
+    }
+    let broken: Error | undefined;
+    const discard = (why: Error) => {
+      broken ??= why;
+    };
+    client.on('error', discard);
+    let done = false;
+    try {
+      // REPEATABLE READ: every table is read as of the same moment. A cursor per table keeps memory
+      // flat however large the tables are.
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      for (const type of SNAPSHOT_ORDER) {
+        await client.query(`DECLARE snapshot_rows NO SCROLL CURSOR FOR ${snapshotSelect(type)}`);
+        for (;;) {
+          const { rows } = await client.query<Record<string, unknown>>('FETCH 500 FROM snapshot_rows');
+          if (rows.length === 0) break;
+          for (const row of rows) yield recordOfRow(MAPPING, type, row);
+        }
+        await client.query('CLOSE snapshot_rows');
+      }
+      await client.query('COMMIT');
+      done = true;
+    } catch (e) {
+      if (connectionProblem(e) !== undefined) discard(e as Error);
+      throw translateDriverError(e);
+    } finally {
+      // Also when the consumer stopped early: the read transaction must not stay open.
+      if (!done) await client.query('ROLLBACK').catch(discard);
+      client.removeListener('error', discard);
+      client.release(broken);
+    }
+  }
+
+  async importSnapshot(records: AsyncIterable<SnapshotRecord>): Promise<Readonly<Record<SnapshotRecordType, number>>> {
+    // Not retried on a broken connection: the records cannot be read a second time.
+    return this.transaction(
+      async (db) => {
+        // Keeps a node that starts meanwhile from writing its first rows between the check and the import.
+        await db.query(`LOCK TABLE ${SNAPSHOT_TABLES.join(', ')} IN EXCLUSIVE MODE`);
+        const { rows } = await db.query<{ found: boolean }>(ANY_ROW_SQL);
+        if (rows[0]?.found !== false) throw ERR.failedPrecondition('the store is not empty: a backup is only restored into a store that holds nothing yet');
+        const counts = noRecords();
+        let previous: SnapshotRecordType | undefined;
+        let position = 0;
+        for await (const record of records) {
+          position++;
+          checkImported(record, previous, position);
+          previous = record.type;
+          try {
+            await this.insertRecord(db, record);
+          } catch (e) {
+            if (e instanceof pg.DatabaseError && e.code?.startsWith('23')) {
+              throw ERR.invalidArgument(`snapshot record ${position} (${record.type}): ${e.message}`);
+            }
+            throw e;
+          }
+          counts[record.type]++;
+        }
+        return counts;
+      },
+      { retry: false },
+    );
+  }
+
+  /** Ends the listener and the pool once its connections are idle; calling it again does nothing. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.changes.close();
     await this.pool.end();
   }
 
@@ -345,32 +513,123 @@ export class PostgresStore implements Store {
     }
   }
 
-  /** Statements outside a transaction, each on whichever pooled connection is free. */
-  private async read<T>(work: (db: Queryable) => Promise<T>): Promise<T> {
-    try {
-      return await work(this.pool);
-    } catch (e) {
-      throw translateDriverError(e);
+  /** Statements outside a transaction, on one pooled connection. */
+  private read<T>(work: (db: Queryable) => Promise<T>): Promise<T> {
+    return this.onConnection((client) => work(client), { retry: true });
+  }
+
+  /**
+   * `work` inside BEGIN … COMMIT on one connection; any error rolls all of it back. What `work`
+   * publishes is pg_notify()ed in the same transaction, so it is heard only if the COMMIT is; and
+   * the call returns only once the other nodes have confirmed hearing it (change-listener.ts).
+   */
+  private async transaction<T>(work: (db: pg.PoolClient, publish: Publish) => Promise<T>, options = { retry: true }): Promise<T> {
+    let confirmations: Confirmations | undefined;
+    const value = await this.onConnection(async (client, discard, committing) => {
+      const tag = this.changes.newTag();
+      const changes = new Set<string>();
+      await client.query('BEGIN');
+      let result: T;
+      try {
+        result = await work(client, (change) => changes.add(encodeChange(tag, change)));
+        if (changes.size > 0) {
+          await client.query('SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload', [this.channels.changes, [...changes]]);
+        }
+      } catch (e) {
+        // A connection that cannot roll back is in an unknown state and must not be reused; the
+        // server rolls back when it closes. The original error is what the caller needs to know.
+        await client.query('ROLLBACK').catch(discard);
+        throw e;
+      }
+      committing();
+      // Expected before the COMMIT, so that no confirmation can come before it is awaited.
+      const expected = changes.size > 0 ? this.changes.expectConfirmations(tag) : undefined;
+      try {
+        await client.query('COMMIT');
+      } catch (e) {
+        expected?.cancel();
+        if (connectionProblem(e) !== undefined) throw commitOutcomeUnknown(e);
+        throw e;
+      }
+      confirmations = expected;
+      return result;
+    }, options);
+    // With the connection back in the pool.
+    await confirmations?.done;
+    return value;
+  }
+
+  /**
+   * Runs `work` on one pooled connection and always gives the connection back; a connection that
+   * broke is closed rather than reused. When the connection broke under `work` before it called
+   * `committing`, and `retry` allows, `work` runs once more on a new connection. Driver errors come
+   * out translated (pg-errors.ts).
+   */
+  private async onConnection<T>(
+    work: (client: pg.PoolClient, discard: (why: Error) => void, committing: () => void) => Promise<T>,
+    options: { retry: boolean },
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (e) {
+        throw translateDriverError(e);
+      }
+      let broken: Error | undefined;
+      const discard = (why: Error) => {
+        broken ??= why;
+      };
+      let committed = false;
+      // A connection that breaks while checked out reports it here as well as to the running query;
+      // without a listener the error would crash the process.
+      client.on('error', discard);
+      try {
+        return await work(client, discard, () => {
+          committed = true;
+        });
+      } catch (e) {
+        const lost = connectionProblem(e) !== undefined;
+        if (lost) discard(e as Error);
+        if (lost && options.retry && !committed && attempt < ATTEMPTS && !(e instanceof KmsError)) continue;
+        throw translateDriverError(e);
+      } finally {
+        client.removeListener('error', discard);
+        client.release(broken);
+      }
     }
   }
 
-  /** `work` inside BEGIN … COMMIT on one connection; any error rolls all of it back. */
-  private async transaction(work: (db: pg.PoolClient) => Promise<void>): Promise<void> {
-    try {
-      await withClient(this.pool, async (client, discard) => {
-        await client.query('BEGIN');
-        try {
-          await work(client);
-          await client.query('COMMIT');
-        } catch (e) {
-          // A connection that cannot roll back is in an unknown state and must not be reused; the
-          // server rolls back when it closes. The original error is what the caller needs to know.
-          await client.query('ROLLBACK').catch(discard);
-          throw e;
-        }
-      });
-    } catch (e) {
-      throw translateDriverError(e);
+  /** One record of importSnapshot, inserted as it is. */
+  private async insertRecord(db: pg.PoolClient, r: SnapshotRecord): Promise<void> {
+    switch (r.type) {
+      case 'meta':
+        await run(db, S.insertMeta, { name: r.name, value: r.value });
+        return;
+      case 'principal':
+        await run(db, S.insertPrincipal, principalToRow(r.principal));
+        return;
+      case 'token':
+        await run(db, S.insertToken, tokenToRow(r.token));
+        return;
+      case 'key':
+        await run(db, S.insertKey, keyToRow(r.key));
+        return;
+      case 'version':
+        await run(db, S.insertVersion, { ...versionToRow(r.version), wrapped_material: r.wrappedMaterial ?? null });
+        return;
+      case 'operation':
+        await run(db, S.insertOperation, operationToRow(r.operation));
+        return;
+      case 'binding':
+        await run(db, S.insertBinding, bindingToRow(r.scope, r.binding));
+        return;
+      case 'audit':
+        await run(db, S.insertAudit, auditRow(r.record));
+        return;
+      case 'auditHead':
+        await run(db, S.setAuditHead, r.head);
+        return;
     }
   }
 
@@ -414,13 +673,14 @@ export class PostgresStore implements Store {
     });
   }
 
-  /** The body of purgeKey, inside its transaction. */
-  private async purge(db: pg.PoolClient, keyId: string): Promise<void> {
+  /** The body of purgeKey, inside its transaction; false when there was nothing to purge. */
+  private async purge(db: pg.PoolClient, keyId: string): Promise<boolean> {
     const row = await first(db, S.lockKeyDeletedAt, { id: keyId });
-    if (row === undefined) return; // already purged, perhaps by another node
+    if (row === undefined) return false; // already purged, perhaps by another node
     if (row.deleted_at === null) throw ERR.failedPrecondition(`key ${keyId} is not deleted and cannot be purged`);
     await run(db, S.deleteVersionsOfKey, { key_id: keyId });
     await run(db, S.deleteBindingsOfScope, { scope_type: 'key', scope_id: keyId });
     await run(db, S.deleteKey, { id: keyId });
+    return true;
   }
 }

@@ -36,5 +36,5 @@ export const TYPE_PARSERS: pg.CustomTypesConfig = {
   }) as pg.CustomTypesConfig['getTypeParser'],
 };
 
-export const { keyToRow, rowToKey, versionToRow, rowToVersion, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken } =
-  rowMapping<boolean>({ write: (flag) => flag, read: (column) => column });
+export const MAPPING = rowMapping<boolean>({ write: (flag) => flag, read: (column) => column });
+export const { keyToRow, rowToKey, versionToRow, rowToVersion, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken } = MAPPING;

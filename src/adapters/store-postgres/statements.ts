@@ -154,6 +154,7 @@ export const SQL = {
   replaceStoredMaterial:
     'UPDATE key_versions SET wrapped_material = @next::bytea ' +
     'WHERE key_id = @key_id AND id = @id AND wrapped_material = @expected::bytea',
+  insertMeta: 'INSERT INTO meta (name, value) VALUES (@name, @value)',
 } as const;
 
 type ById = { id: string };
@@ -177,7 +178,8 @@ export const STATEMENTS = {
 
   getVersion: statement<VersionRef, VersionRow>(SQL.getVersion),
   getWrappedMaterial: statement<VersionRef, { wrapped_material: Buffer | null }>(SQL.getWrappedMaterial),
-  insertVersion: statement<VersionRow & { wrapped_material: Buffer }>(SQL.insertVersion),
+  /** wrapped_material is NULL only for a DESTROYED version (from a snapshot). */
+  insertVersion: statement<VersionRow & { wrapped_material: Buffer | null }>(SQL.insertVersion),
   updateVersion: statement<Pick<VersionRow, 'key_id' | 'id' | 'status' | 'destroy_at'>>(SQL.updateVersion),
   countLiveVersions: statement<{ key_id: string }, { live: number }>(SQL.countLiveVersions),
   versionsDueForDestruction: statement<Due, VersionRow>(SQL.versionsDueForDestruction),
@@ -223,4 +225,5 @@ export const STATEMENTS = {
   replaceMeta: statement<{ name: string; expected: string; next: string }>(SQL.replaceMeta),
   listStoredMaterial: statement<{ after: string; limit: number }, { key_id: string; id: string; wrapped_material: Buffer }>(SQL.listStoredMaterial),
   replaceStoredMaterial: statement<VersionRef & { expected: Buffer; next: Buffer }>(SQL.replaceStoredMaterial),
+  insertMeta: statement<{ name: string; value: string }>(SQL.insertMeta),
 } as const;

@@ -8,5 +8,5 @@ export type OperationRow = Op<number>;
 export type { BindingRow, PrincipalRow, TokenRow } from '../store-rows/row-mapping.js';
 export { bindingToRow, rowToBinding } from '../store-rows/row-mapping.js';
 
-export const { keyToRow, rowToKey, versionToRow, rowToVersion, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken } =
-  rowMapping<number>({ write: (flag) => (flag ? 1 : 0), read: (column) => column === 1 });
+export const MAPPING = rowMapping<number>({ write: (flag) => (flag ? 1 : 0), read: (column) => column === 1 });
+export const { keyToRow, rowToKey, versionToRow, rowToVersion, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken } = MAPPING;

@@ -6,11 +6,15 @@ import type { Principal, TokenRecord } from '../../domain/principal.js';
 import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, type Subject } from '../../domain/access.js';
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
-import type { AccessBindingChange, AuditAppend, KeyChange, Store, StoredMaterial } from '../../ports/store.js';
+import type { Change } from '../../ports/change-feed.js';
+import type { AccessBindingChange, AuditAppend, KeyChange, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
+import { InProcessFeed } from '../change-feed/in-process-feed.js';
 import { auditPage, auditQuery, auditRow } from '../store-rows/audit-rows.js';
+import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, snapshotSelect } from '../store-rows/snapshot.js';
 import { mapPage } from './keyset-page.js';
 import { migrate, schemaVersion } from './migrations.js';
 import {
+  MAPPING,
   bindingToRow,
   keyToRow,
   rowToBinding,
@@ -28,7 +32,9 @@ import { prepareStatements, type Statements } from './statements.js';
 
 // The Store port on one better-sqlite3 connection. better-sqlite3 is synchronous: each method
 // does its work before returning, and the port's promises only keep the PostgreSQL adapter
-// possible. Several processes may share the file; writes take SQLite's write lock up front.
+// possible. Several processes may share the file; writes take SQLite's write lock up front. Its
+// change feed is in-process: a kmsd node over SQLite is one process, and another process writing
+// the same file is not heard (its changes reach this one's caches only through their TTL).
 
 /** Applied in this order when the connection opens. */
 const PRAGMAS = [
@@ -91,9 +97,12 @@ const alreadyExists =
 const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
 
 export class SqliteStore implements Store {
+  readonly changes = new InProcessFeed();
+  /** Background jobs running in this process, by name (see exclusively). */
+  private readonly jobs = new Map<string, Promise<unknown>>();
   private readonly s: Statements;
   private readonly commitTransaction: Database.Transaction<(change: KeyChange) => void>;
-  private readonly purgeTransaction: Database.Transaction<(keyId: string) => void>;
+  private readonly purgeTransaction: Database.Transaction<(keyId: string) => boolean>;
   private readonly auditQueries = new Map<string, Database.Statement<Record<string, string | number>, StoredAuditRecord>>();
 
   /** Use openSqliteStore: it sets the pragmas and migrates the schema these statements need. */
@@ -152,6 +161,7 @@ export class SqliteStore implements Store {
     // IMMEDIATE takes the write lock at BEGIN, waiting up to busy_timeout for another process,
     // instead of failing half-way when a read lock cannot be upgraded.
     this.commitTransaction.immediate(change);
+    this.published({ topic: 'key', id: change.key.id });
   }
 
   async findKeysDueForRotation(now: number, limit: number): Promise<SymmetricKey[]> {
@@ -167,7 +177,7 @@ export class SqliteStore implements Store {
   }
 
   async purgeKey(keyId: string): Promise<void> {
-    this.purgeTransaction.immediate(keyId);
+    if (this.purgeTransaction.immediate(keyId)) this.published({ topic: 'key', id: keyId }, { topic: 'binding', id: `key:${keyId}` });
   }
 
   async getOperation(id: string): Promise<Operation | undefined> {
@@ -190,6 +200,7 @@ export class SqliteStore implements Store {
       });
       this.appendAuditRecords(audit);
     });
+    this.published({ topic: 'principal', id: p.id });
   }
 
   async listPrincipals(page: PageRequest): Promise<Page<Principal>> {
@@ -197,7 +208,7 @@ export class SqliteStore implements Store {
   }
 
   async deletePrincipal(id: string, audit?: AuditAppend): Promise<string[] | undefined> {
-    return this.inTransaction(() => {
+    const removed = this.inTransaction(() => {
       const found = this.s.getPrincipal.get({ id });
       if (found === undefined) return undefined;
       const tokens = this.s.deleteTokensOfPrincipal.all({ principal_id: id });
@@ -206,6 +217,8 @@ export class SqliteStore implements Store {
       this.appendAuditRecords(audit);
       return tokens;
     });
+    if (removed !== undefined) this.published({ topic: 'principal', id }, ...removed.map((t): Change => ({ topic: 'token', id: t })));
+    return removed;
   }
 
   async listTokens(principalId: string): Promise<TokenRecord[]> {
@@ -213,11 +226,13 @@ export class SqliteStore implements Store {
   }
 
   async revokeToken(id: string, at: number, audit?: AuditAppend): Promise<boolean> {
-    return this.inTransaction(() => {
+    const revoked = this.inTransaction(() => {
       if (this.s.revokeToken.run({ id, at }).changes === 0) return false;
       this.appendAuditRecords(audit);
       return true;
     });
+    if (revoked) this.published({ topic: 'token', id });
+    return revoked;
   }
 
   async listBindings(scope: Scope): Promise<AccessBinding[]> {
@@ -230,19 +245,21 @@ export class SqliteStore implements Store {
 
   async changeBindings(change: AccessBindingChange): Promise<BindingDelta[]> {
     // The write lock of the immediate transaction serialises changes of the same scope.
-    return this.inTransaction(() => {
+    const effective = this.inTransaction(() => {
       const { scope } = change;
       const current = this.s.listBindings.all({ scope_type: scope.type, scope_id: scope.id }).map((row) => rowToBinding(row).binding);
-      const effective = effectiveDeltas(current, change);
-      for (const d of effective) {
+      const deltas = effectiveDeltas(current, change);
+      for (const d of deltas) {
         const row = bindingToRow(scope, d.binding);
         if (d.action === 'ADD') this.s.insertBinding.run(row);
         else this.s.deleteBinding.run(row);
       }
       if (change.operation !== undefined) this.insertOperation(change.operation);
       this.appendAuditRecords(change.audit);
-      return effective;
+      return deltas;
     });
+    if (effective.length > 0) this.published({ topic: 'binding', id: `${change.scope.type}:${change.scope.id}` });
+    return effective;
   }
 
   async appendAudit(append: AuditAppend): Promise<void> {
@@ -279,6 +296,7 @@ export class SqliteStore implements Store {
       });
       this.appendAuditRecords(audit);
     });
+    this.published({ topic: 'token', id: t.id });
   }
 
   async getToken(id: string): Promise<TokenRecord | undefined> {
@@ -310,8 +328,117 @@ export class SqliteStore implements Store {
     return this.s.replaceStoredMaterial.run({ key_id: keyId, id: versionId, expected, next }).changes === 1;
   }
 
+  /**
+   * One process uses this store, so the lock is in-process: the scheduler's passes and test-clock
+   * runs of one node take turns. Other processes on the same file are kept right by the
+   * revision-checked, IMMEDIATE commits, not by this.
+   */
+  async exclusively<T>(job: string, options: { readonly wait: boolean }, work: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    const running = this.jobs.get(job);
+    if (running !== undefined && !options.wait) return { ran: false };
+    const turn = (running ?? Promise.resolve()).catch(() => undefined).then(work);
+    this.jobs.set(job, turn);
+    try {
+      return { ran: true, value: await turn };
+    } finally {
+      if (this.jobs.get(job) === turn) this.jobs.delete(job);
+    }
+  }
+
+  async *exportSnapshot(): AsyncIterable<SnapshotRecord> {
+    if (this.db.memory) {
+      // No second connection can see a private in-memory database: read it all in one go, which
+      // nothing can interleave with.
+      const rows = this.db.transaction(() => SNAPSHOT_ORDER.map((type) => [type, this.db.prepare(snapshotSelect(type)).all()] as const))();
+      for (const [type, list] of rows) for (const row of list) yield recordOfRow(MAPPING, type, row as Record<string, unknown>);
+      return;
+    }
+    // A connection of its own, so the read transaction it holds while the consumer writes the
+    // records out cannot take in this connection's writes; in WAL mode it reads one snapshot.
+    const reader = new Database(this.db.name, { readonly: true, fileMustExist: true });
+    try {
+      reader.pragma('busy_timeout = 5000');
+      reader.exec('BEGIN');
+      for (const type of SNAPSHOT_ORDER) {
+        for (const row of reader.prepare(snapshotSelect(type)).iterate()) yield recordOfRow(MAPPING, type, row as Record<string, unknown>);
+      }
+      reader.exec('COMMIT');
+    } finally {
+      reader.close();
+    }
+  }
+
+  async importSnapshot(records: AsyncIterable<SnapshotRecord>): Promise<Readonly<Record<SnapshotRecordType, number>>> {
+    // By hand rather than db.transaction(): the records arrive asynchronously.
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      if (this.db.prepare(ANY_ROW_SQL).pluck().get() !== 0) {
+        throw ERR.failedPrecondition('the store is not empty: a backup is only restored into a store that holds nothing yet');
+      }
+      const counts = noRecords();
+      let previous: SnapshotRecordType | undefined;
+      let position = 0;
+      for await (const record of records) {
+        position++;
+        checkImported(record, previous, position);
+        previous = record.type;
+        try {
+          this.insertRecord(record);
+        } catch (e) {
+          if (e instanceof Database.SqliteError && e.code.startsWith('SQLITE_CONSTRAINT')) {
+            throw ERR.invalidArgument(`snapshot record ${position} (${record.type}): ${e.message}`);
+          }
+          throw e;
+        }
+        counts[record.type]++;
+      }
+      this.db.exec('COMMIT');
+      return counts;
+    } catch (e) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw e;
+    }
+  }
+
   async close(): Promise<void> {
     this.db.close();
+  }
+
+  /** Tells this process's caches, once the change has committed. */
+  private published(...changes: Change[]): void {
+    this.changes.publish(changes);
+  }
+
+  private insertRecord(r: SnapshotRecord): void {
+    switch (r.type) {
+      case 'meta':
+        this.s.insertMeta.run({ name: r.name, value: r.value });
+        return;
+      case 'principal':
+        this.s.insertPrincipal.run(principalToRow(r.principal));
+        return;
+      case 'token':
+        this.s.insertToken.run(tokenToRow(r.token));
+        return;
+      case 'key':
+        this.s.insertKey.run(keyToRow(r.key));
+        return;
+      case 'version':
+        this.s.insertVersion.run({ ...versionToRow(r.version), wrapped_material: r.wrappedMaterial ?? null });
+        return;
+      case 'operation':
+        this.s.insertOperation.run(operationToRow(r.operation));
+        return;
+      case 'binding':
+        this.s.insertBinding.run(bindingToRow(r.scope, r.binding));
+        return;
+      case 'audit':
+        this.s.insertAudit.run(auditRow(r.record));
+        return;
+      case 'auditHead':
+        this.s.setAuditHead.run(r.head);
+        return;
+    }
   }
 
   settings(): SqliteSettings {
@@ -366,13 +493,14 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** The body of purgeKey, inside its transaction. */
-  private purge(keyId: string): void {
+  /** The body of purgeKey, inside its transaction; false when there was nothing to purge. */
+  private purge(keyId: string): boolean {
     const deletedAt = this.s.keyDeletedAt.get({ id: keyId });
-    if (deletedAt === undefined) return; // already purged, perhaps by another node
+    if (deletedAt === undefined) return false; // already purged, perhaps by another node
     if (deletedAt === null) throw ERR.failedPrecondition(`key ${keyId} is not deleted and cannot be purged`);
     this.s.deleteVersionsOfKey.run({ key_id: keyId });
     this.s.deleteBindingsOfScope.run({ scope_type: 'key', scope_id: keyId });
     this.s.deleteKey.run({ id: keyId });
+    return true;
   }
 }

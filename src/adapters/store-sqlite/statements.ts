@@ -136,6 +136,7 @@ export const SQL = {
     'SELECT key_id, id, wrapped_material FROM key_versions WHERE id > @after AND wrapped_material IS NOT NULL ORDER BY id LIMIT @limit',
   replaceStoredMaterial:
     'UPDATE key_versions SET wrapped_material = @next WHERE key_id = @key_id AND id = @id AND wrapped_material = @expected',
+  insertMeta: 'INSERT INTO meta (name, value) VALUES (@name, @value)',
 } as const;
 
 type ById = { id: string };
@@ -158,7 +159,8 @@ export function prepareStatements(db: Database.Database) {
 
     getVersion: db.prepare<VersionRef, VersionRow>(SQL.getVersion),
     getWrappedMaterial: db.prepare<VersionRef, Buffer | null>(SQL.getWrappedMaterial).pluck(),
-    insertVersion: db.prepare<VersionRow & { wrapped_material: Buffer }>(SQL.insertVersion),
+    /** wrapped_material is NULL only for a DESTROYED version (from a snapshot). */
+    insertVersion: db.prepare<VersionRow & { wrapped_material: Buffer | null }>(SQL.insertVersion),
     updateVersion: db.prepare<Pick<VersionRow, 'key_id' | 'id' | 'status' | 'destroy_at'>>(SQL.updateVersion),
     countLiveVersions: db.prepare<{ key_id: string }, number>(SQL.countLiveVersions).pluck(),
     versionsDueForDestruction: db.prepare<Due, VersionRow>(SQL.versionsDueForDestruction),
@@ -199,6 +201,7 @@ export function prepareStatements(db: Database.Database) {
     replaceMeta: db.prepare<{ name: string; expected: string; next: string }>(SQL.replaceMeta),
     listStoredMaterial: db.prepare<{ after: string; limit: number }, { key_id: string; id: string; wrapped_material: Buffer }>(SQL.listStoredMaterial),
     replaceStoredMaterial: db.prepare<VersionRef & { expected: Buffer; next: Buffer }>(SQL.replaceStoredMaterial),
+    insertMeta: db.prepare<{ name: string; value: string }>(SQL.insertMeta),
   };
 }
 

@@ -1,6 +1,7 @@
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newId } from '../../domain/ids.js';
+import { Code, isKmsError } from '../../errors/kms-error.js';
 import type { Clock } from '../../ports/clock.js';
 import type { Random } from '../../ports/random.js';
 import type { AccessStore, MetaStore, PrincipalStore } from '../../ports/store.js';
@@ -14,27 +15,35 @@ const BOOTSTRAP_ADMIN_META = 'bootstrap_admin_id';
  * On the first start with --auth iam, creates the administrator principal and writes a token for it
  * to <data-dir>/admin.token (mode 0600). If the file was removed later, a new token is issued so the
  * operator is not locked out; the token itself is never printed or logged.
+ *
+ * Several nodes may start at once on one new database: the administrator's id is settled first
+ * (initMeta: the first node's id wins, the others read it), then whichever node finds that
+ * principal missing creates it, so there is exactly one, and a crash in between is repaired by the
+ * next start. Each node writes a token of that administrator into its own data directory.
  */
 export async function ensureBootstrapAdmin(d: {
-  store: PrincipalStore & MetaStore & AccessStore;
+  store: Pick<PrincipalStore, 'createPrincipal' | 'getPrincipal' | 'createToken'> & Pick<AccessStore, 'changeBindings'> & MetaStore;
   dataDir: string;
   random: Random;
   clock: Clock;
 }): Promise<{ principalId: string; tokenFile: string; issued: boolean }> {
   const tokenFile = join(d.dataDir, ADMIN_TOKEN_FILE);
   const now = d.clock.now();
-  let principalId = await d.store.getMeta(BOOTSTRAP_ADMIN_META);
-  if (principalId === undefined) {
-    const id = newId(d.random, 'aje');
-    await d.store.createPrincipal({ id, type: 'userAccount', name: 'bootstrap administrator', createdAt: now });
-    // kms.admin on the whole installation, before the id is published: a crash in between leaves
-    // an unused principal that no token names, never an administrator without the role. Of nodes
-    // starting at once, one wins initMeta; the others' principals never get a token.
+  const principalId = (await d.store.getMeta(BOOTSTRAP_ADMIN_META)) ?? (await d.store.initMeta(BOOTSTRAP_ADMIN_META, newId(d.random, 'aje')));
+  if ((await d.store.getPrincipal(principalId)) === undefined) {
+    // kms.admin on the whole installation first, then the principal it names: a crash in between
+    // leaves a binding nobody can use until the next start completes it, never an administrator
+    // without the role. Adding a binding that exists changes nothing.
     await d.store.changeBindings({
       scope: GLOBAL_SCOPE,
-      deltas: [{ action: 'ADD', binding: { roleId: 'kms.admin', subject: { type: 'userAccount', id } } }],
+      deltas: [{ action: 'ADD', binding: { roleId: 'kms.admin', subject: { type: 'userAccount', id: principalId } } }],
     });
-    principalId = await d.store.initMeta(BOOTSTRAP_ADMIN_META, id);
+    try {
+      await d.store.createPrincipal({ id: principalId, type: 'userAccount', name: 'bootstrap administrator', createdAt: now });
+    } catch (e) {
+      // Another node created it since we looked.
+      if (!(isKmsError(e) && e.code === Code.AlreadyExists)) throw e;
+    }
   }
   if (existsSync(tokenFile)) return { principalId, tokenFile, issued: false };
   const { token, record } = issueToken(d.random, principalId, now);

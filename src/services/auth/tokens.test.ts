@@ -191,6 +191,54 @@ describe('tokenAuthenticator cache', () => {
     await cached.authenticate(`Bearer ${token}`, PEER);
     assert.equal(reads, 4, 'forget makes the next request read the store again');
   });
+
+  it('forgets everything on forgetAll, and a lookup that raced a forget is not kept', async () => {
+    const { token } = await issue();
+    let reads = 0;
+    let hold: Promise<void> | undefined;
+    const counting = {
+      getToken: async (id: string) => {
+        reads++;
+        const found = await store.getToken(id);
+        await hold;
+        return found;
+      },
+      getPrincipal: (id: string) => store.getPrincipal(id),
+    };
+    const cached = tokenAuthenticator({ store: counting, clock: { now: () => now }, cache: { maxTokens: 10, ttlMs: 60_000 } });
+    await cached.authenticate(`Bearer ${token}`, PEER);
+    cached.forgetAll();
+    await cached.authenticate(`Bearer ${token}`, PEER);
+    assert.equal(reads, 2);
+
+    cached.forgetAll();
+    let release!: () => void;
+    hold = new Promise((r) => (release = r));
+    const racing = cached.authenticate(`Bearer ${token}`, PEER); // reads, then waits …
+    await new Promise((r) => setImmediate(r));
+    cached.forgetAll(); // … while the token changes elsewhere
+    release();
+    hold = undefined;
+    await racing;
+    await cached.authenticate(`Bearer ${token}`, PEER);
+    assert.equal(reads, 4, 'what the racing lookup read was not kept');
+  });
+
+  it('neither uses nor keeps cached tokens while it may not trust them', async () => {
+    const { token } = await issue();
+    let reads = 0;
+    const counting = {
+      getToken: (id: string) => (reads++, store.getToken(id)),
+      getPrincipal: (id: string) => store.getPrincipal(id),
+    };
+    let trusted = false;
+    const cached = tokenAuthenticator({ store: counting, clock: { now: () => now }, cache: { maxTokens: 10, ttlMs: 60_000, trusted: () => trusted } });
+    for (let i = 0; i < 3; i++) await cached.authenticate(`Bearer ${token}`, PEER);
+    assert.equal(reads, 3, 'every request reads the store');
+    trusted = true;
+    for (let i = 0; i < 3; i++) await cached.authenticate(`Bearer ${token}`, PEER);
+    assert.equal(reads, 4, 'cached again once trusted');
+  });
 });
 
 describe('failed-authentication limit per peer', () => {

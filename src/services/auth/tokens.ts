@@ -37,6 +37,8 @@ export interface TokenCacheOptions {
   readonly maxTokens: number;
   /** How long a token's record and principal are reused without a store read. */
   readonly ttlMs: number;
+  /** Whether cached lookups may be used and kept (false while the change feed may miss changes). Default: always. */
+  readonly trusted?: () => boolean;
 }
 
 interface Credential {
@@ -56,16 +58,21 @@ export function tokenAuthenticator(d: {
   limiter?: FailureLimiter;
 }): Authenticator & { forget(tokenId: string): void; forgetAll(): void } {
   const opts = d.cache ?? { maxTokens: 10_000, ttlMs: 5_000 };
+  const trusted = opts.trusted ?? (() => true);
   const credentials = new LRUCache<string, Credential>({ max: opts.maxTokens, ttl: opts.ttlMs });
+  // Bumped by every forget: a lookup that started before one must not put what it read back.
+  let epoch = 0;
 
   async function lookup(tokenId: string): Promise<Credential | undefined> {
-    const hit = credentials.get(tokenId);
+    const caching = trusted();
+    const hit = caching ? credentials.get(tokenId) : undefined;
     if (hit) return hit;
+    const started = epoch;
     const record = await d.store.getToken(tokenId);
     const principal = record && (await d.store.getPrincipal(record.principalId));
     if (!record || !principal) return undefined;
     const found = { record, principal };
-    credentials.set(tokenId, found);
+    if (caching && started === epoch) credentials.set(tokenId, found);
     return found;
   }
 
@@ -97,10 +104,12 @@ export function tokenAuthenticator(d: {
     },
     /** Drops a token from the cache at once (revocation, principal deletion). */
     forget(tokenId) {
+      epoch++;
       credentials.delete(tokenId);
     },
-    /** Drops every cached token (a principal was deleted, or another node says something changed). */
+    /** Drops every cached token (a principal changed, or changes may have been missed). */
     forgetAll() {
+      epoch++;
       credentials.clear();
     },
   };

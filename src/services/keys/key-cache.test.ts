@@ -110,10 +110,10 @@ function countingRootKey(): RootKeyProvider & { unwraps: number } {
   return counting;
 }
 
-function setup(opts: { maxKeys?: number; ttlMs?: number } = {}) {
+function setup(opts: { maxKeys?: number; ttlMs?: number; trusted?: () => boolean } = {}) {
   const store = new FakeStore();
   const root = countingRootKey();
-  const cache = new KeyCache(store, root, { maxKeys: opts.maxKeys ?? 100, ttlMs: opts.ttlMs ?? 60_000 });
+  const cache = new KeyCache(store, root, { maxKeys: opts.maxKeys ?? 100, ttlMs: opts.ttlMs ?? 60_000, ...(opts.trusted ? { trusted: opts.trusted } : {}) });
   return { store, root, cache };
 }
 
@@ -282,6 +282,37 @@ describe('KeyCache: invalidation', () => {
     assert.equal(cache.size, 0);
     await cache.getKey('abjk1');
     assert.equal(store.calls.getKey, 2);
+  });
+});
+
+describe('KeyCache: while changes may go unheard (trusted() false)', () => {
+  it('reads the store on every call and keeps nothing, and caches again once trusted', async () => {
+    let trusted = false;
+    const { store, root, cache } = setup({ trusted: () => trusted });
+    await store.addKey('abjk1');
+    for (let i = 0; i < 3; i++) {
+      const key = (await cache.getKey('abjk1'))!;
+      assert.ok((await cache.getVersion(key, 'abjk1-v0'))?.material);
+    }
+    assert.deepEqual(store.calls, { getKey: 3, getVersion: 3, getWrappedMaterial: 3 });
+    assert.equal(root.unwraps, 3);
+    assert.equal(cache.size, 0);
+    trusted = true;
+    for (let i = 0; i < 3; i++) {
+      const key = (await cache.getKey('abjk1'))!;
+      await cache.getVersion(key, 'abjk1-v0');
+    }
+    assert.deepEqual(store.calls, { getKey: 4, getVersion: 4, getWrappedMaterial: 4 });
+  });
+
+  it('wipes material it did not keep once the caller has used it', async () => {
+    const { store, cache } = setup({ trusted: () => false });
+    await store.addKey('abjk1');
+    const key = (await cache.getKey('abjk1'))!;
+    const material = (await cache.getVersion(key, 'abjk1-v0'))!.material as SecretBytes;
+    assert.ok(material.exposeSecret().some((b) => b !== 0), 'usable right away');
+    await nextTurn();
+    assert.ok(material.exposeSecret().every((b) => b === 0), 'wiped after the turn');
   });
 });
 

@@ -15,6 +15,11 @@ import type { RootKeyProvider } from '../../ports/root-key.js';
 // they started in and only cache their result if no invalidation happened since.
 //
 // Callers use returned material right away, in the same microtask chain (no I/O in between).
+//
+// Across nodes, the store's change feed calls invalidate() for changes made elsewhere
+// (services/cache-invalidation.ts). While the feed may be missing changes (`trusted()` false: its
+// connection is down) the cache serves nothing it holds and keeps nothing it loads: every call
+// reads the store, so a node never answers from a cache that a change could have passed by.
 
 export interface UsableVersion {
   readonly version: KeyVersion;
@@ -34,6 +39,8 @@ interface Entry {
 export interface KeyCacheOptions {
   readonly maxKeys: number;
   readonly ttlMs: number;
+  /** Whether cached entries may be used and kept; while false every call reads the store. Default: always. */
+  readonly trusted?: () => boolean;
 }
 
 /** Single flight: concurrent misses for one id share one load; a finished load removes only itself. */
@@ -57,12 +64,14 @@ export class KeyCache {
   readonly #entries: LRUCache<string, Entry>;
   readonly #keyLoads = new Map<string, Promise<SymmetricKey | undefined>>();
   readonly #versionLoads = new Map<string, Promise<UsableVersion | undefined>>();
+  readonly #trusted: () => boolean;
   #epoch = 0;
 
   constructor(store: Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'>, rootKey: RootKeyProvider, opts: KeyCacheOptions, hsm?: HsmKeyVersions) {
     this.#store = store;
     this.#rootKey = rootKey;
     this.#hsm = hsm;
+    this.#trusted = opts.trusted ?? (() => true);
     this.#entries = new LRUCache<string, Entry>({
       max: opts.maxKeys,
       ttl: opts.ttlMs,
@@ -86,6 +95,7 @@ export class KeyCache {
 
   /** The key as stored (deleted keys included), from cache when warm; one store read per miss. */
   async getKey(keyId: string): Promise<SymmetricKey | undefined> {
+    if (!this.#trusted()) return this.#store.getKey(keyId);
     const hit = this.#entries.get(keyId);
     if (hit) return hit.key;
     const epoch = this.#epoch;
@@ -99,6 +109,13 @@ export class KeyCache {
 
   /** A version of `key` with its material when ACTIVE; undefined when the key has no such version. */
   async getVersion(key: SymmetricKey, versionId: string): Promise<UsableVersion | undefined> {
+    if (!this.#trusted()) {
+      const usable = await this.#loadVersion(key.id, versionId);
+      // Not kept, so wiped as a cache entry is: after the caller's synchronous use.
+      const material = usable?.material;
+      if (material instanceof SecretBytes) setImmediate(() => material.wipe());
+      return usable;
+    }
     const entry = this.#entries.get(key.id);
     const hit = entry?.key === key ? entry.versions.get(versionId) : undefined;
     if (hit) return hit;
