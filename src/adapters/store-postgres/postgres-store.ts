@@ -31,7 +31,7 @@ import {
   versionToRow,
 } from './row-mapping.js';
 import { all, first, run, statement, type Queryable, type Statement } from './statement.js';
-import { STATEMENTS as S } from './statements.js';
+import { BEGIN_AUDIT_APPEND, STATEMENTS as S } from './statements.js';
 
 // The Store port on a pg connection pool, for several kmsd nodes sharing one database. A read is
 // one statement on any pooled connection; every write (commitKeyChange, purgeKey, the principal,
@@ -131,6 +131,20 @@ const alreadyExists =
     new KmsError(Code.AlreadyExists, `${what} already exists`, { cause });
 
 const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
+
+/** Audit records as the parallel arrays of one multi-row insert. */
+function auditColumns(records: readonly StoredAuditRecord[]) {
+  const rows = records.map(auditRow);
+  return {
+    seq: rows.map((r) => r.seq),
+    at: rows.map((r) => r.at),
+    subject_id: rows.map((r) => r.subject_id),
+    key_id: rows.map((r) => r.key_id),
+    code: rows.map((r) => r.code),
+    body: rows.map((r) => r.body),
+    hash: rows.map((r) => r.hash),
+  };
+}
 
 /** What a connection problem during COMMIT means: the server may have committed or not. */
 const commitOutcomeUnknown = (cause: unknown) =>
@@ -307,9 +321,35 @@ export class PostgresStore implements Store {
     return effective;
   }
 
+  /**
+   * A group commit of audit records, every call's wait: three round trips (BEGIN with the chain's
+   * locks and head; records and new head; COMMIT), as each is spent holding the chain's lock that
+   * every node's appends queue on. Nothing any node caches changes: nothing is published.
+   */
   async appendAudit(append: AuditAppend): Promise<void> {
-    // Nothing any node caches: no change to publish.
-    await this.transaction((db) => this.appendAuditRecords(db, append));
+    if (append.events.length === 0) return;
+    await this.onConnection(
+      async (client, discard, committing) => {
+        try {
+          const results = (await client.query(BEGIN_AUDIT_APPEND)) as unknown as pg.QueryResult<{ seq: number; hash: string; mac: string }>[];
+          const head = results.at(-1)?.rows[0];
+          const sealed = append.seal(head, append.events);
+          await run(client, S.insertAuditsAndHead, { ...auditColumns(sealed.records), head_seq: sealed.head.seq, head_hash: sealed.head.hash, head_mac: sealed.head.mac });
+        } catch (e) {
+          await client.query('ROLLBACK').catch(discard);
+          if (connectionProblem(e) !== undefined) throw e;
+          throw new KmsError(Code.Unavailable, 'the audit log cannot be written; nothing was changed', { cause: e });
+        }
+        committing();
+        try {
+          await client.query('COMMIT');
+        } catch (e) {
+          if (connectionProblem(e) !== undefined) throw commitOutcomeUnknown(e);
+          throw e;
+        }
+      },
+      { retry: true },
+    );
   }
 
   async getAuditHead(): Promise<AuditHead | undefined> {
@@ -339,7 +379,8 @@ export class PostgresStore implements Store {
       // after the lock is the one the previous appender committed.
       await first(db, S.lockAuditChain, {});
       const sealed = append.seal(await first(db, S.lockAuditHead, {}), append.events);
-      for (const r of sealed.records) await run(db, S.insertAudit, auditRow(r));
+      // One statement for the whole group: each round trip here is spent holding the chain's lock.
+      await run(db, S.insertAudits, auditColumns(sealed.records));
       await run(db, S.setAuditHead, sealed.head);
     } catch (e) {
       if (connectionProblem(e) !== undefined) throw e;

@@ -157,6 +157,17 @@ export const SQL = {
   insertMeta: 'INSERT INTO meta (name, value) VALUES (@name, @value)',
 } as const;
 
+const INSERT_AUDITS =
+  'INSERT INTO audit_log (seq, at, subject_id, key_id, code, body, hash) ' +
+  'SELECT * FROM unnest(@seq::bigint[], @at::bigint[], @subject_id::text[], @key_id::text[], @code::int[], @body::text[], @hash::text[])';
+type AuditColumns = { [K in keyof AuditRow]: AuditRow[K][] };
+
+/**
+ * BEGIN, the audit chain's lock and its head, sent as one simple query: one round trip (there are
+ * no parameters). Each statement of it still reads what committed before it began.
+ */
+export const BEGIN_AUDIT_APPEND = `BEGIN; ${SQL.lockAuditChain}; ${SQL.lockAuditHead}`;
+
 type ById = { id: string };
 type VersionRef = { key_id: string; id: string };
 type Due = { now: number; limit: number };
@@ -218,6 +229,14 @@ export const STATEMENTS = {
   lockAuditHead: statement<Record<string, never>, AuditHeadRow>(SQL.lockAuditHead),
   setAuditHead: statement<AuditHeadRow>(SQL.setAuditHead),
   insertAudit: statement<AuditRow>(SQL.insertAudit),
+  /** Many records in one statement (one round trip for a whole group commit), as parallel arrays. */
+  insertAudits: statement<AuditColumns>(INSERT_AUDITS),
+  /** The records and the new head in one statement: the last round trip of a group commit before COMMIT. */
+  insertAuditsAndHead: statement<AuditColumns & { head_seq: number; head_hash: string; head_mac: string }>(
+    `WITH records AS (${INSERT_AUDITS}) ` +
+      'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, @head_seq, @head_hash, @head_mac) ' +
+      'ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac',
+  ),
   scanAudit: statement<{ after: number; limit: number }, { seq: number; body: string; hash: string }>(SQL.scanAudit),
 
   getMeta: statement<{ name: string }, { value: string }>(SQL.getMeta),
