@@ -10,6 +10,8 @@ import { issueToken } from './tokens.js';
 
 export const ADMIN_TOKEN_FILE = 'admin.token';
 const BOOTSTRAP_ADMIN_META = 'bootstrap_admin_id';
+/** Set once the bootstrap administrator exists with its role; from then on it is not re-created. */
+const BOOTSTRAP_DONE_META = 'bootstrap_admin_created_at';
 
 /**
  * On the first start with --auth iam, creates the administrator principal and writes a token for it
@@ -30,7 +32,10 @@ export async function ensureBootstrapAdmin(d: {
   const tokenFile = join(d.dataDir, ADMIN_TOKEN_FILE);
   const now = d.clock.now();
   const principalId = (await d.store.getMeta(BOOTSTRAP_ADMIN_META)) ?? (await d.store.initMeta(BOOTSTRAP_ADMIN_META, newId(d.random, 'aje')));
-  if ((await d.store.getPrincipal(principalId)) === undefined) {
+  // Once the administrator has existed, it is never made again: an operator who deleted it (or its
+  // role) after creating other administrators must not see it come back at the next restart.
+  const settled = (await d.store.getMeta(BOOTSTRAP_DONE_META)) !== undefined;
+  if (!settled && (await d.store.getPrincipal(principalId)) === undefined) {
     // kms.admin on the whole installation first, then the principal it names: a crash in between
     // leaves a binding nobody can use until the next start completes it, never an administrator
     // without the role. Adding a binding that exists changes nothing.
@@ -45,7 +50,10 @@ export async function ensureBootstrapAdmin(d: {
       if (!(isKmsError(e) && e.code === Code.AlreadyExists)) throw e;
     }
   }
+  if (!settled) await d.store.initMeta(BOOTSTRAP_DONE_META, String(now));
   if (existsSync(tokenFile)) return { principalId, tokenFile, issued: false };
+  // A deleted bootstrap administrator gets no new token; other administrators manage the installation.
+  if ((await d.store.getPrincipal(principalId)) === undefined) return { principalId, tokenFile, issued: false };
   const { token, record } = issueToken(d.random, principalId, now);
   await d.store.createToken(record);
   const tmp = `${tokenFile}.${process.pid}.tmp`;
