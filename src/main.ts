@@ -42,6 +42,9 @@ import { apiMethods } from './transport/shared/api-methods.js';
 import { buildRestServer } from './transport/rest/rest-server.js';
 import { startGrpcServer } from './transport/grpc/grpc-server.js';
 import { ensureDevCertificates, readOperatorCertificate } from './adapters/tls/dev-certificates.js';
+import { Readiness } from './observability/health.js';
+import { Metrics, timedStore } from './observability/metrics.js';
+import { opsRoutes } from './transport/rest/ops-routes.js';
 
 // The composition root: config → adapters → services → transports. Nothing else wires components.
 
@@ -266,6 +269,23 @@ function operatorCertificate(certFile: string, keyFile: string) {
   }
 }
 
+/** /readyz: the store answers a read, and the root key unwraps the check value stored at initialisation. */
+function readinessOf(store: Pick<Store, 'getMeta'>, rootKey: Pick<RootKeyring, 'unwrap'>, logger: Logger): Readiness {
+  const readCheckValue = async (): Promise<string> => {
+    const value = await store.getMeta(ROOT_KEY_CHECK);
+    if (value === undefined) throw new Error('the root key check value is missing from the store');
+    return value;
+  };
+  return new Readiness(
+    [
+      { name: 'store', run: async () => void (await readCheckValue()) },
+      // Read afresh each time: a root-key rotation rewraps it. A root key (an HSM session) that stops working shows here.
+      { name: 'rootKey', run: async () => (await rootKey.unwrap(Buffer.from(await readCheckValue(), 'base64'), ROOT_KEY_CHECK_AAD)).wipe() },
+    ],
+    logger,
+  );
+}
+
 /**
  * Opens the store and the root key of a data directory and checks that they belong together; the
  * start of `serve` and of offline tools (`kmsd audit verify`). The caller closes the store.
@@ -311,7 +331,10 @@ export async function openStorage(config: ServeConfig, logger: Logger): Promise<
 }
 
 export async function startKmsd(config: ServeConfig, logger: Logger): Promise<RunningKmsd> {
-  const { store, rootKey, hsm, closeRootKeys } = await openStorage(config, logger);
+  const opened = await openStorage(config, logger);
+  const { rootKey, hsm, closeRootKeys } = opened;
+  const metrics = config.metrics ? new Metrics() : undefined;
+  const store = metrics ? timedStore(opened.store, metrics) : opened.store;
   try {
     const testClock = config.testClock ? new AdjustableClock() : undefined;
     const clock: Clock = testClock ?? systemClock;
@@ -338,9 +361,12 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
       authorizer = grantAllAuthorizer;
     }
 
-    const audit = new AuditLog(store, await auditMacKey(store, rootKey), clock, logger);
+    const audit = new AuditLog(store, await auditMacKey(store, rootKey), clock, logger, metrics && ((n, s, ok) => metrics.auditFlush(n, s, ok)));
     const cache = new KeyCache(store, rootKey, { ...config.cache, trusted }, hsm);
     invalidateOnChanges(store.changes, { keys: cache, authorizer, ...(tokens ? { tokens } : {}) });
+    metrics?.watchKeyCache(() => ({ ...cache.stats, size: cache.size }));
+    metrics?.watchAuditQueue(() => ({ queued: audit.queued }));
+    const readiness = readinessOf(store, rootKey, logger);
     const keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, ...(hsm ? { hsm } : {}), audit, logger });
     const crypto = cryptoService({ cache, authorizer, random: cryptoRandom });
     const operations = operationService({ store, authorizer });
@@ -370,12 +396,14 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     if (tls.generated !== 'none') logger.info({ caFile: tls.caFile, certFile: tls.certFile, generated: tls.generated }, 'generated TLS certificates; clients trust the CA file');
 
     const methods = apiMethods({ access, keys, crypto, operations });
-    const calls = callRunner({ authenticator, audit, logger });
+    const calls = callRunner({ authenticator, audit, logger, ...(metrics ? { metrics } : {}) });
     const rest = await buildRestServer({
       methods,
       ...(config.rest.tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
       calls,
       adminRoutes: adminRoutes({ principals, access, audit, authorizer }),
+      opsRoutes: opsRoutes({ readiness, ...(metrics ? { metrics } : {}) }),
+      ...(metrics ? { metrics } : {}),
       logger,
       ...(testClock
         ? {
@@ -399,6 +427,7 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
       await rest.close();
       throw e;
     });
+    readiness.setListening(true);
 
     let closing: Promise<void> | undefined;
     return {
@@ -407,6 +436,7 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
       ...(tls.caFile === undefined ? {} : { caFile: tls.caFile }),
       close() {
         closing ??= (async () => {
+          readiness.setListening(false);
           // A keep-alive connection whose request finishes after close() began would otherwise stay
           // open (and keep close() waiting) until the client hangs up: close each one once idle.
           const sweep = setInterval(() => rest.server.closeIdleConnections(), 50);

@@ -37,6 +37,7 @@ program
   .addOption(new Option('--cache-ttl-ms <ms>', `cache entry lifetime [${ENV_VARS.cacheTtlMs}] (default 60000)`))
   .addOption(new Option('--scheduler-interval-ms <ms>', `how often due rotations and destructions run [${ENV_VARS.schedulerIntervalMs}] (default 5000)`))
   .addOption(new Option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent [${ENV_VARS.logLevel}] (default info)`))
+  .addOption(new Option('--metrics <on|off>', `GET /metrics (Prometheus, unauthenticated) on the REST listener [${ENV_VARS.metrics}] (default on)`))
   .action(async (flags: Record<string, string | boolean>) => {
     let config;
     try {

@@ -39,6 +39,7 @@ describe('defaults', () => {
       cache: { maxKeys: 10_000, ttlMs: 60_000 },
       schedulerIntervalMs: 5_000,
       logLevel: 'info',
+      metrics: true,
     } satisfies ServeConfig);
     assert.equal('seedFile' in c, false);
     assert.equal('tls' in c, false, 'no operator certificate: kmsd generates its own');
@@ -51,6 +52,13 @@ describe('defaults', () => {
     assert.match(rejects({ tlsCert: 'a.crt' }, {}, '--tls-key', 'KMSD_TLS_KEY'), /go together/);
     rejects({}, { KMSD_TLS_KEY: 'a.key' }, '--tls-cert', 'KMSD_TLS_CERT');
     assert.equal(loadServeConfig({}, { KMSD_GRPC_ADDR: '[::1]:0' }).grpc.port, 0);
+  });
+
+  it('--metrics on|off (KMSD_METRICS) turns /metrics off and on', () => {
+    assert.equal(loadServeConfig({ metrics: 'off' }, {}).metrics, false);
+    assert.equal(loadServeConfig({}, { KMSD_METRICS: 'off' }).metrics, false);
+    assert.equal(loadServeConfig({ metrics: 'on' }, { KMSD_METRICS: 'off' }).metrics, true);
+    rejects({ metrics: 'maybe' }, {}, '--metrics', 'KMSD_METRICS');
   });
 
   it('is frozen', () => {

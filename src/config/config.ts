@@ -145,6 +145,7 @@ export const ServeOptions = z
     cacheTtlMs: positiveInt.default(60_000),
     schedulerIntervalMs: positiveInt.default(5_000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    metrics: z.enum(['on', 'off']).default('on'),
   })
   .superRefine((o, ctx) => {
     if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
@@ -195,6 +196,8 @@ export interface ServeConfig {
   readonly cache: { readonly maxKeys: number; readonly ttlMs: number };
   readonly schedulerIntervalMs: number;
   readonly logLevel: string;
+  /** GET /metrics on the REST listener (Prometheus text format, no authentication). */
+  readonly metrics: boolean;
 }
 
 /** The environment variable of each option (flags win over these). */
@@ -217,6 +220,7 @@ export const ENV_VARS: Readonly<Record<keyof ServeOptionsInput, string>> = {
   cacheTtlMs: 'KMSD_CACHE_TTL_MS',
   schedulerIntervalMs: 'KMSD_SCHEDULER_INTERVAL_MS',
   logLevel: 'KMSD_LOG_LEVEL',
+  metrics: 'KMSD_METRICS',
 };
 
 export class ConfigError extends Error {
@@ -242,7 +246,7 @@ function merge(flags: Flags, env: NodeJS.ProcessEnv, only: readonly string[] = O
     const fromFlag = flags[option as keyof ServeOptionsInput];
     const value = fromFlag ?? env[variable];
     if (value === undefined || value === '' || (Array.isArray(value) && value.length === 0)) continue;
-    const toggle = option === 'testClock' || option === 'restTls';
+    const toggle = option === 'testClock' || option === 'restTls' || option === 'metrics';
     const on = toggle && (value === true || value === 'true' || value === '1' || value === 'on');
     const off = value === false || (toggle && (value === 'false' || value === '0'));
     merged[option] = on ? 'on' : off ? 'off' : value;
@@ -291,5 +295,6 @@ export function loadServeConfig(flags: Flags, env: NodeJS.ProcessEnv): ServeConf
     cache: { maxKeys: o.cacheMaxKeys, ttlMs: o.cacheTtlMs },
     schedulerIntervalMs: o.schedulerIntervalMs,
     logLevel: o.logLevel,
+    metrics: o.metrics === 'on',
   });
 }

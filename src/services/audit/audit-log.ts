@@ -14,6 +14,9 @@ import type { AuditTrail } from './trail.js';
 // `record`, which groups the records of concurrent calls into one store transaction (one fsync).
 // If the record cannot be written the call fails: a result is never returned unaudited.
 
+/** Told about every group commit, for the metrics. */
+export type AuditFlushObserver = (records: number, seconds: number, ok: boolean) => void;
+
 interface Pending {
   readonly event: AuditEvent;
   readonly resolve: () => void;
@@ -31,7 +34,13 @@ export class AuditLog {
     private readonly macKey: SecretBytes,
     private readonly clock: Clock,
     private readonly logger?: Logger,
+    private readonly onFlush?: AuditFlushObserver,
   ) {}
+
+  /** Records waiting for the next group commit. */
+  get queued(): number {
+    return this.queue.length;
+  }
 
   readonly seal: AuditAppend['seal'] = (head, events) => sealBatch(this.macKey, head, events);
 
@@ -87,10 +96,13 @@ export class AuditLog {
       const batch = this.queue;
       this.queue = [];
       this.maxBatch = Math.max(this.maxBatch, batch.length);
+      const start = performance.now();
       try {
         await this.store.appendAudit({ events: batch.map((p) => p.event), seal: this.seal });
+        this.onFlush?.(batch.length, (performance.now() - start) / 1000, true);
         for (const p of batch) p.resolve();
       } catch (e) {
+        this.onFlush?.(batch.length, (performance.now() - start) / 1000, false);
         this.logger?.error({ err: e, records: batch.length }, 'audit log write failed; the calls it records fail with UNAVAILABLE');
         const failure = ERR.unavailable('the audit log cannot be written; the call was not completed');
         for (const p of batch) p.reject(failure);

@@ -66,6 +66,8 @@ export class KeyCache {
   readonly #versionLoads = new Map<string, Promise<UsableVersion | undefined>>();
   readonly #trusted: () => boolean;
   #epoch = 0;
+  /** Lookups of the crypto path, for the metrics (read at scrape time; plain integers cost nothing here). */
+  readonly stats = { keyHits: 0, keyMisses: 0, versionHits: 0, versionMisses: 0 };
 
   constructor(store: Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'>, rootKey: RootKeyProvider, opts: KeyCacheOptions, hsm?: HsmKeyVersions) {
     this.#store = store;
@@ -97,7 +99,11 @@ export class KeyCache {
   async getKey(keyId: string): Promise<SymmetricKey | undefined> {
     if (!this.#trusted()) return this.#store.getKey(keyId);
     const hit = this.#entries.get(keyId);
-    if (hit) return hit.key;
+    if (hit) {
+      this.stats.keyHits++;
+      return hit.key;
+    }
+    this.stats.keyMisses++;
     const epoch = this.#epoch;
     return joinOrStart(this.#keyLoads, keyId, () =>
       this.#store.getKey(keyId).then((key) => {
@@ -118,7 +124,11 @@ export class KeyCache {
     }
     const entry = this.#entries.get(key.id);
     const hit = entry?.key === key ? entry.versions.get(versionId) : undefined;
-    if (hit) return hit;
+    if (hit) {
+      this.stats.versionHits++;
+      return hit;
+    }
+    this.stats.versionMisses++;
     const epoch = this.#epoch;
     return joinOrStart(this.#versionLoads, `${key.id}/${versionId}`, () =>
       this.#loadVersion(key.id, versionId).then((usable) => {

@@ -4,6 +4,7 @@ import { fromJson, type DescMethod, type JsonObject, type JsonValue } from '@buf
 import { DurationSchema, durationMs } from '@bufbuild/protobuf/wkt';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
 import type { CallRunner } from '../shared/call-runner.js';
+import type { Metrics } from '../../observability/metrics.js';
 import type { CallContext } from '../../services/context.js';
 import type { ApiMethod } from '../shared/api-methods.js';
 import { errorBody, HTTP_STATUS, publicError } from '../shared/status.js';
@@ -43,11 +44,17 @@ export interface RestServerDeps {
   readonly testClock?: TestClockControl;
   /** Serve HTTPS with this certificate instead of plain HTTP. */
   readonly https?: { readonly cert: Buffer; readonly key: Buffer };
+  /** /healthz, /readyz, /metrics (ops-routes.ts). */
+  readonly opsRoutes?: (app: FastifyInstance) => void;
+  /** Counts requests refused before they became a call (bad JSON, unknown path); calls count themselves. */
+  readonly metrics?: Pick<Metrics, 'call'>;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
     rawJson?: JsonValue;
+    /** Set once the request ran through the call runner, which counts it in the metrics. */
+    kmsdCall: boolean;
   }
 }
 
@@ -77,12 +84,22 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
     // Errors fastify raises before routing (a malformed URL, a bad header) get the API's error shape too.
     frameworkErrors: (err, req, reply) => {
       void reply.header('x-request-id', req.id);
-      return send(reply, 400, errorBody(publicError(fastifyErrorToKms(err), req.id), req.id));
+      const pub = publicError(fastifyErrorToKms(err), req.id);
+      d.metrics?.call('rest', 'unmatched', pub.code, 0);
+      return send(reply, 400, errorBody(pub, req.id));
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: false },
   });
+
+  app.decorateRequest('kmsdCall', false);
+  /** A request answered without becoming a call, in the metrics under its route template (bounded). */
+  const countRefused = (req: FastifyRequest, reply: FastifyReply, code: Code) => {
+    if (!d.metrics || req.kmsdCall) return;
+    const route = req.routeOptions.url;
+    d.metrics.call('rest', route === undefined ? 'unmatched' : `${req.method} ${route}`, code, reply.elapsedTime / 1000);
+  };
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
@@ -107,6 +124,7 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
     const e = fastifyErrorToKms(err);
     const pub = publicError(e, req.id);
     if (pub.serverFault) req.log.error({ err, requestId: req.id, url: req.routeOptions.url }, 'request failed');
+    countRefused(req, reply, pub.code);
     return send(reply, HTTP_STATUS[pub.code], errorBody(pub, req.id));
   });
   app.setNotFoundHandler(() => {
@@ -115,6 +133,7 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
 
   /** Runs a call through the shared runner (authentication, audit) with this request's metadata. */
   const call: RestCall = (req, names, work) => {
+    req.kmsdCall = true;
     const key = req.method !== 'GET' ? idempotencyKeyFrom(req.headers['idempotency-key']) : undefined;
     return d.calls.run(
       {
@@ -182,6 +201,7 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
   }
 
   d.adminRoutes?.(app, call);
+  d.opsRoutes?.(app);
 
   if (d.testClock) {
     const clock = d.testClock;

@@ -5,6 +5,7 @@ import type { AuditLog } from '../../services/audit/audit-log.js';
 import type { AuditTrail } from '../../services/audit/trail.js';
 import type { Authenticator } from '../../services/auth/tokens.js';
 import type { CallContext } from '../../services/context.js';
+import type { Metrics } from '../../observability/metrics.js';
 
 // Every call of every transport — the KMS API over REST and gRPC, kmsd's own REST API — runs
 // through here: authenticate, run, and leave exactly one audit record with the outcome, allowed or
@@ -28,9 +29,11 @@ export interface CallRunner {
 
 const codeOf = (e: unknown): Code => (e instanceof KmsError ? e.code : Code.Internal);
 
-export function callRunner(d: { authenticator: Authenticator; audit: AuditLog; logger: Logger }): CallRunner {
+export function callRunner(d: { authenticator: Authenticator; audit: AuditLog; logger: Logger; metrics?: Pick<Metrics, 'call'> }): CallRunner {
+  const metrics = d.metrics;
   return {
     async run(req, work) {
+      const start = performance.now();
       const trail: AuditTrail = {
         event: req.event,
         method: req.method,
@@ -46,6 +49,7 @@ export function callRunner(d: { authenticator: Authenticator; audit: AuditLog; l
         const ctx: CallContext = { caller, requestId: req.requestId, trail, ...(req.idempotencyKey === undefined ? {} : { idempotencyKey: req.idempotencyKey }) };
         const result = await work(ctx);
         await d.audit.record(trail, 0);
+        metrics?.call(req.transport, req.method, 0, (performance.now() - start) / 1000);
         return result;
       } catch (e) {
         if (!trail.written) {
@@ -54,6 +58,7 @@ export function callRunner(d: { authenticator: Authenticator; audit: AuditLog; l
             d.logger.error({ err: auditError, requestId: req.requestId, event: req.event }, 'could not record a failed call in the audit log');
           });
         }
+        metrics?.call(req.transport, req.method, codeOf(e), (performance.now() - start) / 1000);
         throw e;
       }
     },

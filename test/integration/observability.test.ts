@@ -1,0 +1,171 @@
+// What an operator's Prometheus and load balancer see (issue #7): GET /metrics in the Prometheus
+// text format with requests by transport, method and code, latency histograms, key cache, audit
+// group commit and store call series — labelled by method and code, never by key, token or peer —
+// and /healthz, /readyz. All on the REST listener, without authentication; --metrics off removes
+// /metrics only.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { SymmetricEncryptRequestSchema } from '../../src/gen/yandex/cloud/kms/v1/symmetric_crypto_service_pb.js';
+import { b64, createKey, decrypt, encrypt, fails, freshFolder, ok, type SymmetricKey } from '../helpers/api.js';
+import { newCaller } from '../helpers/identity.js';
+import { KmsdProcess } from '../helpers/kmsd-process.js';
+
+const ENCRYPT = 'yandex.cloud.kms.v1.SymmetricCryptoService/Encrypt';
+const DECRYPT = 'yandex.cloud.kms.v1.SymmetricCryptoService/Decrypt';
+const GET_KEY = 'yandex.cloud.kms.v1.SymmetricKeyService/Get';
+
+interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** The samples of a Prometheus text exposition (no escapes in kmsd's label values). */
+function parseExposition(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `not an exposition line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** The one sample with this name and at least these labels; fails unless exactly one matches. */
+function sample(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number {
+  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  assert.equal(found.length, 1, `${name}${JSON.stringify(labels)}: ${found.length} samples\n${samples.filter((s) => s.name === name).map((s) => JSON.stringify(s)).join('\n')}`);
+  return found[0]!.value;
+}
+
+async function scrape(kmsd: KmsdProcess): Promise<{ text: string; samples: Sample[] }> {
+  const res = await fetch(`${kmsd.baseUrl}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  const text = await res.text();
+  return { text, samples: parseExposition(text) };
+}
+
+describe('GET /metrics (Prometheus)', () => {
+  let kmsd: KmsdProcess;
+  let key: SymmetricKey;
+  let app: { authorization: string; token: string };
+
+  before(async () => {
+    kmsd = await KmsdProcess.start({ auth: 'iam' });
+    key = await createKey(kmsd, { folderId: freshFolder() });
+    app = await newCaller(kmsd, 'metrics-app');
+  });
+  after(async () => kmsd?.dispose());
+
+  it('counts REST and gRPC calls by transport, method and code, with latency histograms per method', async () => {
+    const before = await scrape(kmsd);
+    const count = (s: Sample[], transport: string, method: string, code: string) =>
+      s.find((x) => x.name === 'kmsd_requests_total' && x.labels.transport === transport && x.labels.method === method && x.labels.code === code)?.value ?? 0;
+
+    const ciphertexts: string[] = [];
+    for (let i = 0; i < 3; i++) ciphertexts.push((await encrypt(kmsd, key.id, `secret ${i}`)).ciphertext);
+    await decrypt(kmsd, key.id, ciphertexts[0]!);
+    // A caller without a binding on the key: PERMISSION_DENIED, counted under Encrypt.
+    fails(await kmsd.call('POST', `/kms/v1/keys/${key.id}:encrypt`, { plaintext: b64('x') }, { authorization: app.authorization }), 403, 7);
+    fails(await kmsd.call('GET', '/kms/v1/keys/abj00000000000000000'), 404, 5);
+    // Refused before it became a call: a body that is not JSON (under its route), a path with no method.
+    fails(await kmsd.call('POST', `/kms/v1/keys/${key.id}:encrypt`, '{not json'), 400, 3);
+    fails(await kmsd.call('GET', '/no/such/path'), 404, 5);
+
+    const ready = kmsd.ready as unknown as { grpc: string; caFile: string };
+    const client = new grpc.Client(ready.grpc, grpc.credentials.createSsl(readFileSync(ready.caFile)));
+    try {
+      const md = new grpc.Metadata();
+      md.set('authorization', `Bearer ${kmsd.token}`);
+      const request = Buffer.from(toBinary(SymmetricEncryptRequestSchema, create(SymmetricEncryptRequestSchema, { keyId: key.id, plaintext: Buffer.from('grpc') })));
+      for (let i = 0; i < 2; i++) {
+        await new Promise<void>((resolve, reject) =>
+          client.makeUnaryRequest(`/${ENCRYPT}`, (b: Buffer) => b, (b: Buffer) => b, request, md, (err) => (err ? reject(err) : resolve())),
+        );
+      }
+    } finally {
+      client.close();
+    }
+
+    const { text, samples } = await scrape(kmsd);
+    const delta = (transport: string, method: string, code: string) => count(samples, transport, method, code) - count(before.samples, transport, method, code);
+    assert.equal(delta('rest', ENCRYPT, 'OK'), 3);
+    assert.equal(delta('rest', DECRYPT, 'OK'), 1);
+    assert.equal(delta('rest', ENCRYPT, 'PERMISSION_DENIED'), 1);
+    assert.equal(delta('rest', GET_KEY, 'NOT_FOUND'), 1);
+    assert.equal(delta('rest', 'POST /kms/v1/keys/:p0', 'INVALID_ARGUMENT'), 1);
+    assert.equal(delta('rest', 'unmatched', 'NOT_FOUND'), 1);
+    assert.equal(delta('grpc', ENCRYPT, 'OK'), 2);
+
+    // Histogram: one observation per call, cumulative buckets ending in +Inf.
+    const hist = { transport: 'rest', method: ENCRYPT };
+    assert.equal(sample(samples, 'kmsd_request_duration_seconds_count', hist), 4 + count(before.samples, 'rest', ENCRYPT, 'OK') + count(before.samples, 'rest', ENCRYPT, 'PERMISSION_DENIED'));
+    assert.equal(sample(samples, 'kmsd_request_duration_seconds_bucket', { ...hist, le: '+Inf' }), sample(samples, 'kmsd_request_duration_seconds_count', hist));
+    assert.ok(sample(samples, 'kmsd_request_duration_seconds_sum', hist) > 0);
+    assert.ok(sample(samples, 'kmsd_request_duration_seconds_count', { transport: 'grpc', method: ENCRYPT }) >= 2);
+
+    // Key cache: the crypto calls above found the key warm after the first.
+    assert.ok(sample(samples, 'kmsd_key_cache_lookups_total', { kind: 'key', result: 'hit' }) >= 4);
+    assert.ok(sample(samples, 'kmsd_key_cache_lookups_total', { kind: 'key', result: 'miss' }) >= 1);
+    assert.ok(sample(samples, 'kmsd_key_cache_lookups_total', { kind: 'version', result: 'hit' }) >= 4);
+    assert.ok(sample(samples, 'kmsd_key_cache_keys') >= 1);
+
+    // Audit group commits, the queue (empty between calls), store calls by operation.
+    assert.ok(sample(samples, 'kmsd_audit_batch_records_count') >= 1);
+    assert.ok(sample(samples, 'kmsd_audit_batch_records_sum') >= 8, 'every crypto call above has its record');
+    assert.ok(sample(samples, 'kmsd_audit_flush_duration_seconds_count') >= 1);
+    assert.equal(sample(samples, 'kmsd_audit_queue_depth'), 0);
+    assert.equal(sample(samples, 'kmsd_audit_flush_failures_total'), 0);
+    assert.ok(sample(samples, 'kmsd_store_call_duration_seconds_count', { operation: 'appendAudit' }) >= 1);
+    assert.ok(sample(samples, 'kmsd_store_call_duration_seconds_count', { operation: 'commitKeyChange' }) >= 1);
+
+    // Process metrics, for the memory and event-loop targets.
+    assert.ok(sample(samples, 'process_resident_memory_bytes') > 0);
+    assert.ok(samples.some((s) => s.name === 'nodejs_eventloop_lag_seconds'));
+
+    // Bounded labels only: nothing a caller chooses, nothing secret.
+    for (const secret of [key.id, kmsd.token!, app.token, app.token.split('.')[1]!, '127.0.0.1']) assert.ok(!text.includes(secret), `the exposition contains ${secret}`);
+    const labelNames = new Set(samples.flatMap((s) => Object.keys(s.labels)));
+    for (const name of labelNames) assert.ok(['transport', 'method', 'code', 'kind', 'result', 'operation', 'le', 'type', 'space', 'version', 'major', 'minor', 'patch', 'kind'].includes(name), `unexpected label ${name}`);
+  });
+
+  it('needs no token (an Authorization header is ignored), and is not itself counted', async () => {
+    const res = await fetch(`${kmsd.baseUrl}/metrics`, { headers: { authorization: 'Bearer not-a-valid-token' } });
+    assert.equal(res.status, 200, 'an Authorization header is ignored');
+    const { samples } = await scrape(kmsd);
+    assert.ok(!samples.some((s) => s.name === 'kmsd_requests_total' && /metrics|healthz|readyz/.test(s.labels.method ?? '')));
+  });
+});
+
+describe('GET /healthz and /readyz', () => {
+  let kmsd: KmsdProcess;
+  before(async () => {
+    kmsd = await KmsdProcess.start({ auth: 'iam', args: ['--metrics', 'off'] });
+  });
+  after(async () => kmsd?.dispose());
+
+  it('/healthz: the process is up', async () => {
+    const res = await fetch(`${kmsd.baseUrl}/healthz`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { status: 'ok' });
+  });
+
+  it('/readyz: store read, root key unwrap and listeners all pass', async () => {
+    const res = await fetch(`${kmsd.baseUrl}/readyz`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { status: 'ready', checks: { store: 'ok', rootKey: 'ok', listeners: 'ok' } });
+  });
+
+  it('--metrics off: /metrics is an unknown path, the API and health still answer', async () => {
+    const res = await kmsd.call('GET', '/metrics');
+    fails(res, 404, 5);
+    ok(await kmsd.call('GET', `/kms/v1/keys?folderId=${freshFolder()}`));
+  });
+});
