@@ -4,18 +4,20 @@ import * as grpc from '@grpc/grpc-js';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ensureDevCertificates } from '../src/adapters/tls/dev-certificates.js';
 import { cryptoRandom } from '../src/adapters/random.js';
-import { sealV1 } from '../src/crypto/ciphertext-v1.js';
+import { openV1, parseCiphertextV1, sealV1 } from '../src/crypto/ciphertext-v1.js';
 import { SecretBytes } from '../src/crypto/secret-bytes.js';
 import {
   GenerateDataKeyRequestSchema,
   GenerateDataKeyResponseSchema,
   SymmetricCryptoService,
+  SymmetricDecryptRequestSchema,
+  SymmetricDecryptResponseSchema,
   SymmetricEncryptRequestSchema,
   SymmetricEncryptResponseSchema,
 } from '../src/gen/yandex/cloud/kms/v1/symmetric_crypto_service_pb.js';
 
 // The gRPC baseline for bench/run.ts: a bare @grpc/grpc-js server over TLS doing the irreducible
-// work of kmsd's gRPC Encrypt and GenerateDataKey — decode the request bytes with
+// work of kmsd's gRPC Encrypt, Decrypt and GenerateDataKey — decode the request bytes with
 // @bufbuild/protobuf (as kmsd does, inside the handler), seal with the very same sealV1 under a
 // fixed key (GenerateDataKey: 32 bytes from the same Random port first), encode the response. No
 // authentication, no validation, no store, no key lookup, no request id metadata, no health or
@@ -57,6 +59,21 @@ const encrypt: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => {
   callback(null, buf(toBinary(SymmetricEncryptResponseSchema, res)));
 };
 
+const decrypt: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => {
+  const req = fromBinary(SymmetricDecryptRequestSchema, call.request);
+  let plaintext: Buffer;
+  let parsed: ReturnType<typeof parseCiphertextV1>;
+  try {
+    parsed = parseCiphertextV1(buf(req.ciphertext));
+    plaintext = openV1({ key: material, keyId: req.keyId, parsed, aadContext: buf(req.aadContext) });
+  } catch {
+    callback({ code: grpc.status.INVALID_ARGUMENT, details: 'invalid ciphertext' });
+    return;
+  }
+  const res = create(SymmetricDecryptResponseSchema, { keyId: req.keyId, versionId: parsed.versionId, plaintext });
+  callback(null, buf(toBinary(SymmetricDecryptResponseSchema, res)));
+};
+
 const generateDataKey: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) => {
   const req = fromBinary(GenerateDataKeyRequestSchema, call.request);
   const dataKey = cryptoRandom.bytes(32); // as kmsd does, through the Random port
@@ -81,7 +98,10 @@ const tls = await ensureDevCertificates(tlsDir);
 
 // The same message size limits kmsd sets (src/transport/grpc/grpc-server.ts).
 const server = new grpc.Server({ 'grpc.max_receive_message_length': 256 * 1024, 'grpc.max_send_message_length': 4 * 1024 * 1024 });
-server.addService({ encrypt: passThrough('Encrypt'), generateDataKey: passThrough('GenerateDataKey') }, { encrypt, generateDataKey });
+server.addService(
+  { encrypt: passThrough('Encrypt'), decrypt: passThrough('Decrypt'), generateDataKey: passThrough('GenerateDataKey') },
+  { encrypt, decrypt, generateDataKey },
+);
 
 const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
 server.bindAsync(addr, credentials, (err, port) => {

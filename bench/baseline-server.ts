@@ -2,13 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cryptoRandom } from '../src/adapters/random.js';
-import { sealV1 } from '../src/crypto/ciphertext-v1.js';
+import { openV1, parseCiphertextV1, sealV1 } from '../src/crypto/ciphertext-v1.js';
 import { SecretBytes } from '../src/crypto/secret-bytes.js';
 
 // The baseline for bench/run.ts: a bare node:http server doing the irreducible work of kmsd's
-// REST Encrypt and GenerateDataKey — read and parse the JSON body, base64-decode the fields, seal
+// REST Encrypt, Decrypt and GenerateDataKey — read and parse the JSON body, base64-decode the fields, seal
 // with the very same sealV1 (12-byte CSPRNG nonce, same header and AAD construction), answer
-// JSON with base64 fields. No framework, no auth, no validation, no store, no key lookup.
+// JSON with base64 fields (Decrypt: parse the v1 header, open with the very same openV1). No framework, no auth, no validation, no store, no key lookup.
 //
 //   node --import tsx bench/baseline-server.ts [--addr 127.0.0.1:0]
 //
@@ -45,6 +45,14 @@ const handlers = new Map<string, Handler>([
       return { keyId, versionId, ciphertext: ciphertext.toString('base64') };
     },
   ],
+  [
+    'decrypt',
+    (keyId, body) => {
+      const parsed = parseCiphertextV1(b64(body.ciphertext));
+      const plaintext = openV1({ key: material, keyId, parsed, aadContext: b64(body.aadContext) });
+      return { keyId, versionId: parsed.versionId, plaintext: plaintext.toString('base64') };
+    },
+  ],
 ]);
 
 function reply(res: ServerResponse, status: number, body: unknown): void {
@@ -69,7 +77,14 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {
     reply(res, 400, { code: 3, message: 'bad json' });
     return;
   }
-  reply(res, 200, handler(url.slice(PREFIX.length, colon), body));
+  let answer: Record<string, string>;
+  try {
+    answer = handler(url.slice(PREFIX.length, colon), body);
+  } catch {
+    reply(res, 400, { code: 3, message: 'invalid ciphertext' });
+    return;
+  }
+  reply(res, 200, answer);
 }
 
 const server = createServer((req, res) => {

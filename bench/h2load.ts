@@ -122,12 +122,18 @@ export function percentile(sorted: ArrayLike<number>, q: number): number {
 }
 
 /**
- * Streams that got a 2xx status but no response message: each successful call carries exactly
+ * Finished streams with a 2xx status but no response message: each successful call carries exactly
  * `responseFrameBytes` of DATA. Also says whether the DATA total is a whole number of messages.
+ *
+ * h2load counts a status when the response headers arrive, but a request as succeeded only when its
+ * stream closes. kmsd sends its headers (with x-request-id) before it has the answer, so the calls
+ * still in flight when the -D period ends have a 2xx status and no DATA yet; they are not failures.
+ * Only streams that finished count: min(2xx statuses, succeeded requests).
  */
 export function callsWithoutMessage(s: H2loadSummary, responseFrameBytes: number): { noMessage: number; wholeMessages: boolean } {
   const messages = Math.floor(s.trafficBytes.data / responseFrameBytes);
-  return { noMessage: Math.max(0, s.status['2xx'] - messages), wholeMessages: s.trafficBytes.data % responseFrameBytes === 0 };
+  const finished2xx = Math.min(s.status['2xx'], s.requests.succeeded);
+  return { noMessage: Math.max(0, finished2xx - messages), wholeMessages: s.trafficBytes.data % responseFrameBytes === 0 };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ export interface ResultRow {
   readonly scenario: string;
   readonly target: string;
   readonly role: 'baseline' | 'subject';
+  /** Concurrent requests (REST connections, gRPC streams). */
+  readonly connections: number;
   readonly measurement: Measurement;
   /** undefined when BENCH_WARMUP=0. */
   readonly warmup: Measurement | undefined;
@@ -30,13 +32,14 @@ export function ratios(rows: readonly ResultRow[]): RatioRow[] {
 }
 
 export function formatTable(rows: readonly ResultRow[], ratioRows: readonly RatioRow[]): string {
-  const header = ['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'ratio'];
+  const header = ['scenario', 'target', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'ratio'];
   const body = rows.map((r) => {
     const m = r.measurement;
     const ratio = r.role === 'subject' ? ratioRows.find((x) => x.scenario === r.scenario && x.subject === r.target) : undefined;
     return [
       r.scenario,
       r.target,
+      String(r.connections),
       m.reqPerSec.toFixed(0),
       m.p50Ms.toFixed(1),
       m.p99Ms.toFixed(1),

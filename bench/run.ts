@@ -186,15 +186,15 @@ async function main(): Promise<void> {
     for (const [role, name] of [['baseline', s.baseline], ['subject', s.subject]] as const) {
       if (interrupted) return;
       const t = running.get(name)!;
-      const o = { connections: config.connections, h2Connections: config.h2Connections };
+      const o = { connections: s.connections ?? config.connections, h2Connections: config.h2Connections };
       try {
         log(`${s.name} / ${name}: warm-up ${config.warmupS} s`);
         const warmup = config.warmupS > 0 ? await s.measure(t, { ...o, durationS: config.warmupS }) : undefined;
         if (warmup) checkRun(s, name, 'warm-up', warmup);
-        log(`${s.name} / ${name}: measuring ${config.durationS} s (${shapes[s.generator]})`);
+        log(`${s.name} / ${name}: measuring ${config.durationS} s (${s.connections === undefined ? shapes[s.generator] : `${s.connections} connections`})`);
         const m = await s.measure(t, { ...o, durationS: config.durationS });
         checkRun(s, name, 'measurement', m);
-        rows.push({ scenario: s.name, target: name, role, measurement: m, warmup });
+        rows.push({ scenario: s.name, target: name, role, connections: o.connections, measurement: m, warmup });
       } catch (e) {
         failures.push(`${s.name} / ${name}: ${errorText(e)}`);
       }

@@ -5,6 +5,8 @@ import {
   GenerateDataKeyRequestSchema,
   GenerateDataKeyResponseSchema,
   SymmetricCryptoService,
+  SymmetricDecryptRequestSchema,
+  SymmetricDecryptResponseSchema,
   SymmetricEncryptRequestSchema,
   SymmetricEncryptResponseSchema,
 } from '../src/gen/yandex/cloud/kms/v1/symmetric_crypto_service_pb.js';
@@ -32,6 +34,8 @@ export interface Scenario {
   readonly subject: string;
   /** How the load is generated, for the report. */
   readonly generator: 'autocannon' | 'h2load';
+  /** Concurrent requests for this scenario instead of BENCH_CONNECTIONS (the latency scenarios). */
+  readonly connections?: number;
   /** Checks (or installs) the tool the scenario needs: its version, or a reason to skip the scenario. */
   prerequisite?(log: (msg: string) => void): Promise<{ readonly tool: string } | { readonly skip: string }>;
   /** One request; throws unless the target answers 200 with a well-formed body. */
@@ -44,27 +48,38 @@ const PLAINTEXT_64 = randomBytes(64).toString('base64');
 const NONCE = 12;
 const TAG = 16;
 
-/** A REST crypto call POSTed to /kms/v1/keys/{keyId}:{verb} with a fixed JSON body. */
+/**
+ * A REST crypto call POSTed to /kms/v1/keys/{keyId}:{verb} with a fixed JSON body, or one made
+ * per target before anything is measured (Decrypt: a ciphertext of that target's key).
+ */
 function restCryptoScenario(p: {
   name: string;
   verb: string;
-  body: Record<string, string>;
+  body: Record<string, string> | ((t: RunningTarget) => Promise<Record<string, string>>);
   check: (answer: Record<string, unknown>, target: RunningTarget) => string | undefined;
   baseline?: string;
   subject?: string;
+  connections?: number;
 }): Scenario {
-  const request = (t: RunningTarget) => ({
-    method: 'POST' as const,
-    url: `${origin(t)}/kms/v1/keys/${t.keyId}:${p.verb}`,
-    headers: { ...t.headers, 'content-type': 'application/json' },
-    body: JSON.stringify(p.body),
-  });
+  const bodies = new Map<string, string>();
+  const request = (t: RunningTarget) => {
+    const body = bodies.get(t.name);
+    if (body === undefined) throw new Error(`${t.name} ${p.name}: not verified`);
+    return {
+      method: 'POST' as const,
+      url: `${origin(t)}/kms/v1/keys/${t.keyId}:${p.verb}`,
+      headers: { ...t.headers, 'content-type': 'application/json' },
+      body,
+    };
+  };
   return {
     name: p.name,
     baseline: p.baseline ?? 'baseline',
     subject: p.subject ?? 'kmsd',
     generator: 'autocannon',
+    ...(p.connections === undefined ? {} : { connections: p.connections }),
     async verify(t) {
+      bodies.set(t.name, JSON.stringify(typeof p.body === 'function' ? await p.body(t) : p.body));
       const r = request(t);
       const res = await fetch(r.url, { method: r.method, headers: r.headers, body: r.body });
       const text = await res.text();
@@ -81,6 +96,20 @@ function restCryptoScenario(p: {
     },
     measure: (t, o) => runAutocannon(request(t), o),
   };
+}
+
+/** A ciphertext of PLAINTEXT_64 under the target's key (AAD "ctx"), made by the target over REST. */
+async function restCiphertext(t: RunningTarget): Promise<string> {
+  const res = await fetch(`${origin(t)}/kms/v1/keys/${t.keyId}:encrypt`, {
+    method: 'POST',
+    headers: { ...t.headers, 'content-type': 'application/json' },
+    body: JSON.stringify({ plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT }),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${t.name}: Encrypt for the Decrypt scenario answered ${res.status}: ${text.slice(0, 300)}`);
+  const ciphertext = (JSON.parse(text) as { ciphertext?: unknown }).ciphertext;
+  if (typeof ciphertext !== 'string') throw new Error(`${t.name}: Encrypt answered no ciphertext: ${text.slice(0, 300)}`);
+  return ciphertext;
 }
 
 function origin(t: RunningTarget): string {
@@ -157,6 +186,8 @@ function grpcCryptoScenario<I extends DescMessage, O extends DescMessage>(p: {
   output: O;
   request: (t: RunningTarget) => MessageShape<I>;
   check: (answer: MessageShape<O>, t: RunningTarget) => string | undefined;
+  /** Runs once per target before the first request is built (Decrypt: make a ciphertext). */
+  prepare?: (t: RunningTarget) => Promise<void>;
 }): Scenario {
   const path = `/${SymmetricCryptoService.typeName}/${p.method}`;
   // Per target: the request body (built once, so verify and measure send the same bytes) and the
@@ -178,6 +209,7 @@ function grpcCryptoScenario<I extends DescMessage, O extends DescMessage>(p: {
       return a.ok ? { tool: a.version } : { skip: a.reason };
     },
     async verify(t) {
+      await p.prepare?.(t);
       const bytes = await grpcUnary(t, path, body(t)).catch((e: unknown) => {
         throw new Error(`${t.name} ${p.name}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       });
@@ -282,22 +314,68 @@ function rotateScenario(p: { name: string; baseline: string; subject: string }):
 const PLAINTEXT_64_BYTES = Buffer.from(PLAINTEXT_64, 'base64');
 const AAD_BYTES = Buffer.from(AAD_CONTEXT, 'base64');
 
+/** Per target: a ciphertext of PLAINTEXT_64 made by its own gRPC Encrypt, for gRPC Decrypt. */
+const grpcCiphertexts = new Map<string, Uint8Array>();
+async function prepareGrpcCiphertext(t: RunningTarget): Promise<void> {
+  const request = create(SymmetricEncryptRequestSchema, { keyId: t.keyId, plaintext: PLAINTEXT_64_BYTES, aadContext: AAD_BYTES });
+  const bytes = await grpcUnary(t, `/${SymmetricCryptoService.typeName}/Encrypt`, grpcFrame(toBinary(SymmetricEncryptRequestSchema, request)));
+  grpcCiphertexts.set(t.name, fromBinary(SymmetricEncryptResponseSchema, bytes).ciphertext);
+}
+
+const checkDataKey = (a: Record<string, unknown>, t: RunningTarget): string | undefined => {
+  if (a.keyId !== t.keyId) return 'wrong keyId';
+  if (b64len(a.dataKeyPlaintext) !== 32) return 'dataKeyPlaintext is not 32 bytes';
+  return checkCiphertext(a.dataKeyCiphertext, a.versionId, 32);
+};
+const checkEncrypt = (a: Record<string, unknown>, t: RunningTarget): string | undefined =>
+  a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64);
+const checkDecrypt = (a: Record<string, unknown>, t: RunningTarget): string | undefined => {
+  if (a.keyId !== t.keyId) return 'wrong keyId';
+  if (typeof a.versionId !== 'string' || a.versionId === '') return 'versionId missing';
+  return a.plaintext === PLAINTEXT_64 ? undefined : 'plaintext is not what was encrypted';
+};
+const decryptBody = async (t: RunningTarget) => ({ ciphertext: await restCiphertext(t), aadContext: AAD_CONTEXT });
+
+/** The issue's latency target: p99 ≤ 5 ms at 16 connections. */
+const LATENCY_CONNECTIONS = 16;
+
 export const SCENARIOS: readonly Scenario[] = [
+  restCryptoScenario({ name: 'REST GenerateDataKey', verb: 'generateDataKey', body: { aadContext: AAD_CONTEXT }, check: checkDataKey }),
+  restCryptoScenario({ name: 'REST Encrypt 64 B', verb: 'encrypt', body: { plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT }, check: checkEncrypt }),
+  restCryptoScenario({ name: 'REST Decrypt 64 B', verb: 'decrypt', body: decryptBody, check: checkDecrypt }),
+  // Latency at moderate load (issue #7: p99 ≤ 5 ms at 16 connections); read the p99 column.
   restCryptoScenario({
-    name: 'REST GenerateDataKey',
+    name: `REST GenerateDataKey @${LATENCY_CONNECTIONS} conns`,
     verb: 'generateDataKey',
     body: { aadContext: AAD_CONTEXT },
-    check: (a, t) => {
-      if (a.keyId !== t.keyId) return 'wrong keyId';
-      if (b64len(a.dataKeyPlaintext) !== 32) return 'dataKeyPlaintext is not 32 bytes';
-      return checkCiphertext(a.dataKeyCiphertext, a.versionId, 32);
-    },
+    check: checkDataKey,
+    connections: LATENCY_CONNECTIONS,
   }),
   restCryptoScenario({
-    name: 'REST Encrypt 64 B',
+    name: `REST Encrypt 64 B @${LATENCY_CONNECTIONS} conns`,
     verb: 'encrypt',
     body: { plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT },
-    check: (a, t) => (a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64)),
+    check: checkEncrypt,
+    connections: LATENCY_CONNECTIONS,
+  }),
+  restCryptoScenario({ name: `REST Decrypt 64 B @${LATENCY_CONNECTIONS} conns`, verb: 'decrypt', body: decryptBody, check: checkDecrypt, connections: LATENCY_CONNECTIONS }),
+  // kmsd without the audit records of crypto calls against kmsd with them (bench-only switch, see
+  // bench/README.md): the ratio is what the audit log costs — 1 / ratio − 1 of throughput.
+  restCryptoScenario({
+    name: 'REST GenerateDataKey audit off vs on',
+    verb: 'generateDataKey',
+    body: { aadContext: AAD_CONTEXT },
+    check: checkDataKey,
+    baseline: 'kmsd',
+    subject: 'kmsd-audit-off',
+  }),
+  restCryptoScenario({
+    name: 'REST Encrypt 64 B audit off vs on',
+    verb: 'encrypt',
+    body: { plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT },
+    check: checkEncrypt,
+    baseline: 'kmsd',
+    subject: 'kmsd-audit-off',
   }),
   // AES_256_HSM against software AES_256, both in kmsd: the ratio is what keeping the key in the
   // HSM costs (here SoftHSM2; every call runs C_EncryptInit + C_Encrypt on a pooled session).
@@ -305,7 +383,7 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'REST Encrypt 64 B AES_256_HSM vs AES_256',
     verb: 'encrypt',
     body: { plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT },
-    check: (a, t) => (a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64)),
+    check: checkEncrypt,
     baseline: 'kmsd',
     subject: 'kmsd-hsm',
   }),
@@ -353,4 +431,21 @@ export const SCENARIOS: readonly Scenario[] = [
   }),
   createKeyScenario({ name: 'REST CreateSymmetricKey, PostgreSQL vs SQLite store', baseline: 'kmsd', subject: 'kmsd-postgres' }),
   rotateScenario({ name: 'REST Rotate, PostgreSQL vs SQLite store', baseline: 'kmsd', subject: 'kmsd-postgres' }),
+  grpcCryptoScenario({
+    name: 'gRPC Decrypt 64 B',
+    method: 'Decrypt',
+    input: SymmetricDecryptRequestSchema,
+    output: SymmetricDecryptResponseSchema,
+    prepare: prepareGrpcCiphertext,
+    request: (t) => {
+      const ciphertext = grpcCiphertexts.get(t.name);
+      if (ciphertext === undefined) throw new Error(`${t.name}: no ciphertext prepared`);
+      return create(SymmetricDecryptRequestSchema, { keyId: t.keyId, ciphertext, aadContext: AAD_BYTES });
+    },
+    check: (a, t) => {
+      if (a.keyId !== t.keyId) return 'wrong keyId';
+      if (a.versionId === '') return 'versionId missing';
+      return Buffer.from(a.plaintext).equals(PLAINTEXT_64_BYTES) ? undefined : 'plaintext is not what was encrypted';
+    },
+  }),
 ];

@@ -199,6 +199,17 @@ const kmsdSqlite = kmsdTarget({
 });
 
 /**
+ * The same server with the audit records of crypto calls discarded, through kmsd's bench-only
+ * switch (src/services/audit/bench-discard.ts): against `kmsd`, what the audit log costs.
+ */
+const kmsdAuditOff = kmsdTarget({
+  name: 'kmsd-audit-off',
+  description: 'kmsd serve as `kmsd`, but KMSD_BENCH_DISCARD_AUDIT: crypto calls leave no audit record (benchmark only)',
+  algorithm: 'AES_256',
+  setup: () => ({ args: [], env: { ...process.env, KMSD_BENCH_DISCARD_AUDIT: '1', KMSD_BENCH_ONLY: 'unaudited-calls-for-benchmarking' } }),
+});
+
+/**
  * The same server with its root key in SoftHSM2 and an AES_256_HSM key, whose every Encrypt runs
  * CKM_AES_GCM in the token. The token comes from scripts/ensure-softhsm.sh (it installs softhsm2
  * when missing), so the numbers are SoftHSM2's, a software token: a hardware HSM differs.
@@ -283,4 +294,4 @@ export async function createKey(origin: string, headers: Readonly<Record<string,
   return keyId;
 }
 
-export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdHsm, kmsdPostgres];
+export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdAuditOff, kmsdHsm, kmsdPostgres];

@@ -42,7 +42,8 @@ import { apiMethods } from './transport/shared/api-methods.js';
 import { buildRestServer } from './transport/rest/rest-server.js';
 import { startGrpcServer } from './transport/grpc/grpc-server.js';
 import { ensureDevCertificates, readOperatorCertificate } from './adapters/tls/dev-certificates.js';
-import { Readiness } from './observability/health.js';
+import { Readiness, type ReadinessCheck } from './observability/health.js';
+import { benchAuditDiscardRequested } from './services/audit/bench-discard.js';
 import { Metrics, timedStore } from './observability/metrics.js';
 import { opsRoutes } from './transport/rest/ops-routes.js';
 
@@ -269,8 +270,22 @@ function operatorCertificate(certFile: string, keyFile: string) {
   }
 }
 
+/** The bench-only audit switch (services/audit/bench-discard.ts): applied, shouted, and never ready. */
+function benchAuditDiscard(audit: AuditLog, logger: Logger): ReadinessCheck[] {
+  let requested: boolean;
+  try {
+    requested = benchAuditDiscardRequested(process.env);
+  } catch (e) {
+    throw new StartupError((e as Error).message);
+  }
+  if (!requested) return [];
+  audit.discardCallRecordsForBenchmark();
+  logger.error('BENCHMARK MODE: audit records of non-mutating calls are DISCARDED (KMSD_BENCH_DISCARD_AUDIT); /readyz answers 503. Never serve traffic like this.');
+  return [{ name: 'audit', run: () => Promise.reject(new Error('benchmark mode: audit records are discarded')) }];
+}
+
 /** /readyz: the store answers a read, and the root key unwraps the check value stored at initialisation. */
-function readinessOf(store: Pick<Store, 'getMeta'>, rootKey: Pick<RootKeyring, 'unwrap'>, logger: Logger): Readiness {
+function readinessOf(store: Pick<Store, 'getMeta'>, rootKey: Pick<RootKeyring, 'unwrap'>, logger: Logger, extra: readonly ReadinessCheck[]): Readiness {
   const readCheckValue = async (): Promise<string> => {
     const value = await store.getMeta(ROOT_KEY_CHECK);
     if (value === undefined) throw new Error('the root key check value is missing from the store');
@@ -281,6 +296,7 @@ function readinessOf(store: Pick<Store, 'getMeta'>, rootKey: Pick<RootKeyring, '
       { name: 'store', run: async () => void (await readCheckValue()) },
       // Read afresh each time: a root-key rotation rewraps it. A root key (an HSM session) that stops working shows here.
       { name: 'rootKey', run: async () => (await rootKey.unwrap(Buffer.from(await readCheckValue(), 'base64'), ROOT_KEY_CHECK_AAD)).wipe() },
+      ...extra,
     ],
     logger,
   );
@@ -366,7 +382,7 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     invalidateOnChanges(store.changes, { keys: cache, authorizer, ...(tokens ? { tokens } : {}) });
     metrics?.watchKeyCache(() => ({ ...cache.stats, size: cache.size }));
     metrics?.watchAuditQueue(() => ({ queued: audit.queued }));
-    const readiness = readinessOf(store, rootKey, logger);
+    const readiness = readinessOf(store, rootKey, logger, benchAuditDiscard(audit, logger));
     const keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, ...(hsm ? { hsm } : {}), audit, logger });
     const crypto = cryptoService({ cache, authorizer, random: cryptoRandom });
     const operations = operationService({ store, authorizer });

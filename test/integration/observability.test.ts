@@ -2,16 +2,17 @@
 // text format with requests by transport, method and code, latency histograms, key cache, audit
 // group commit and store call series — labelled by method and code, never by key, token or peer —
 // and /healthz, /readyz. All on the REST listener, without authentication; --metrics off removes
-// /metrics only.
+// /metrics only. And the bench-only switch that leaves crypto calls unaudited is hard to turn on.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { SymmetricEncryptRequestSchema } from '../../src/gen/yandex/cloud/kms/v1/symmetric_crypto_service_pb.js';
 import { b64, createKey, decrypt, encrypt, fails, freshFolder, ok, type SymmetricKey } from '../helpers/api.js';
 import { newCaller } from '../helpers/identity.js';
-import { KmsdProcess } from '../helpers/kmsd-process.js';
+import { expectStartFailure, KmsdProcess, tempDir } from '../helpers/kmsd-process.js';
 
 const ENCRYPT = 'yandex.cloud.kms.v1.SymmetricCryptoService/Encrypt';
 const DECRYPT = 'yandex.cloud.kms.v1.SymmetricCryptoService/Decrypt';
@@ -167,5 +168,43 @@ describe('GET /healthz and /readyz', () => {
     const res = await kmsd.call('GET', '/metrics');
     fails(res, 404, 5);
     ok(await kmsd.call('GET', `/kms/v1/keys?folderId=${freshFolder()}`));
+  });
+});
+
+describe('the bench-only audit switch (KMSD_BENCH_DISCARD_AUDIT)', () => {
+  let dir: string;
+  before(() => {
+    dir = tempDir();
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('alone, or with a wrong acknowledgement, refuses to start', async () => {
+    const attempts: Record<string, string>[] = [
+      { KMSD_BENCH_DISCARD_AUDIT: '1' },
+      { KMSD_BENCH_DISCARD_AUDIT: '1', KMSD_BENCH_ONLY: 'yes' },
+      { KMSD_BENCH_DISCARD_AUDIT: 'true', KMSD_BENCH_ONLY: 'unaudited-calls-for-benchmarking' },
+    ];
+    for (const [i, env] of attempts.entries()) {
+      const r = await expectStartFailure({ dataDir: join(dir, `refused-${i}`), env });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /KMSD_BENCH_DISCARD_AUDIT is a benchmarking switch.*KMSD_BENCH_ONLY=unaudited-calls-for-benchmarking/);
+    }
+  });
+
+  it('with its acknowledgement: crypto calls leave no record, it says so loudly, and /readyz is 503', async () => {
+    const kmsd = await KmsdProcess.start({ dataDir: join(dir, 'bench'), env: { KMSD_BENCH_DISCARD_AUDIT: '1', KMSD_BENCH_ONLY: 'unaudited-calls-for-benchmarking' } });
+    try {
+      assert.match(kmsd.stderr, /"level":50.*BENCHMARK MODE: audit records of non-mutating calls are DISCARDED/);
+      const ready = await fetch(`${kmsd.baseUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.deepEqual(await ready.json(), { status: 'not ready', checks: { store: 'ok', rootKey: 'ok', audit: 'failed', listeners: 'ok' } });
+
+      const key = await createKey(kmsd, { folderId: freshFolder() });
+      await decrypt(kmsd, key.id, (await encrypt(kmsd, key.id, 'x')).ciphertext);
+      const events = ok(await kmsd.call<{ records: { event: string }[] }>('GET', `/kmsd/v1/audit?keyId=${key.id}&pageSize=100`)).records.map((r) => r.event);
+      assert.deepEqual(events, ['yandex.cloud.audit.kms.CreateSymmetricKey'], 'the mutation is audited with its change; Encrypt and Decrypt are not');
+    } finally {
+      await kmsd.stop();
+    }
   });
 });

@@ -28,6 +28,7 @@ export class AuditLog {
   private flushing = false;
   /** Largest batch seen, for the tests and the bench notes. */
   maxBatch = 0;
+  #discardCallRecords = false;
 
   constructor(
     private readonly store: AuditStore,
@@ -36,6 +37,11 @@ export class AuditLog {
     private readonly logger?: Logger,
     private readonly onFlush?: AuditFlushObserver,
   ) {}
+
+  /** Benchmarks only (bench-discard.ts): `record` writes nothing from now on. */
+  discardCallRecordsForBenchmark(): void {
+    this.#discardCallRecords = true;
+  }
 
   /** Records waiting for the next group commit. */
   get queued(): number {
@@ -82,6 +88,7 @@ export class AuditLog {
   record(trail: AuditTrail, code: Code | 0): Promise<void> {
     if (trail.written) return Promise.resolve();
     trail.written = true;
+    if (this.#discardCallRecords) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.queue.push({ event: this.event(trail, code), resolve, reject });
       if (!this.flushing) {
