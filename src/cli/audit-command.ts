@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { collect } from './root-key-command.js';
-import { ConfigError, ENV_VARS, loadServeConfig } from '../config/config.js';
+import { ENV_VARS } from '../config/config.js';
+import { offlineConfig } from './offline-config.js';
 import { auditMacKey, createLogger, openStorage, StartupError } from '../main.js';
 import { verifyExportFile, verifyStoredAudit, type VerifyReport } from '../services/audit/verify.js';
 
@@ -30,23 +30,7 @@ export function addAuditCommands(program: Command): void {
     .addOption(new Option('--previous-root-key <spec>', `a former root key, during a root-key rotation; repeatable [${ENV_VARS.previousRootKey}]`).argParser(collect))
     .option('--in <file>', 'verify an exported JSON-lines file (GET /kmsd/v1/audit:export) instead of the store')
     .action(async (flags: { dataDir?: string; store?: string; postgresUrl?: string; rootKey?: string; previousRootKey?: string[]; in?: string }) => {
-      let config;
-      try {
-        config = loadServeConfig(
-          { ...(flags.dataDir ? { dataDir: flags.dataDir } : {}), ...(flags.store ? { store: flags.store } : {}), ...(flags.postgresUrl ? { postgresUrl: flags.postgresUrl } : {}), ...(flags.rootKey ? { rootKey: flags.rootKey } : {}), ...(flags.previousRootKey ? { previousRootKey: flags.previousRootKey } : {}), logLevel: 'error' },
-          process.env,
-        );
-      } catch (e) {
-        if (e instanceof ConfigError) {
-          process.stderr.write(`kmsd: ${e.message}\n`);
-          process.exit(2);
-        }
-        throw e;
-      }
-      if (config.store.kind === 'sqlite' && !existsSync(config.store.path)) {
-        process.stderr.write(`kmsd: no database at ${config.store.path}; point --data-dir at a kmsd data directory\n`);
-        process.exit(2);
-      }
+      const config = offlineConfig({ ...(flags.dataDir ? { dataDir: flags.dataDir } : {}), ...(flags.store ? { store: flags.store } : {}), ...(flags.postgresUrl ? { postgresUrl: flags.postgresUrl } : {}), ...(flags.rootKey ? { rootKey: flags.rootKey } : {}), ...(flags.previousRootKey ? { previousRootKey: flags.previousRootKey } : {}), logLevel: 'error' });
       const logger = createLogger(config);
       try {
         const { store, rootKey } = await openStorage(config, logger);

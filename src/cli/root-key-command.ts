@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { ConfigError, ENV_VARS, loadServeConfig } from '../config/config.js';
+import { ENV_VARS } from '../config/config.js';
+import { offlineConfig } from './offline-config.js';
 import { AUDIT_MAC_KEY, AUDIT_MAC_KEY_AAD, createLogger, openStorage, ROOT_KEY_CHECK, ROOT_KEY_CHECK_AAD, StartupError } from '../main.js';
 import { RotationError, rotateRootKey } from '../services/root-key/root-key-rotation.js';
 
@@ -24,20 +24,7 @@ export function addRootKeyCommands(program: Command): void {
     .addOption(new Option('--previous-root-key <spec>', `a root key that may still wrap stored material; repeatable [${ENV_VARS.previousRootKey}]`).argParser(collect))
     .option('--log-level <level>', `[${ENV_VARS.logLevel}] (default warn)`)
     .action(async (flags: { dataDir?: string; store?: string; postgresUrl?: string; rootKey?: string; previousRootKey?: string[]; logLevel?: string }) => {
-      let config;
-      try {
-        config = loadServeConfig({ logLevel: 'warn', ...flags }, process.env);
-      } catch (e) {
-        if (e instanceof ConfigError) {
-          process.stderr.write(`kmsd: ${e.message}\n`);
-          process.exit(2);
-        }
-        throw e;
-      }
-      if (config.store.kind === 'sqlite' && !existsSync(config.store.path)) {
-        process.stderr.write(`kmsd: no database at ${config.store.path}; point --data-dir at a kmsd data directory\n`);
-        process.exit(2);
-      }
+      const config = offlineConfig({ logLevel: 'warn', ...flags });
       const logger = createLogger(config);
       // Tests inject a crash here: the process dies as abruptly as a power cut after N rewraps.
       const crashAfter = Number(process.env.KMSD_TEST_CRASH_AFTER_REWRAPS ?? NaN);
