@@ -50,7 +50,7 @@ await withTestPostgres('several kmsd nodes over one PostgreSQL', (db) => {
       const meta = await db.query<{ name: string }>(schema, 'SELECT name FROM meta ORDER BY name');
       assert.deepEqual(
         meta.map((m) => m.name),
-        ['audit_mac_key', 'bootstrap_admin_id', 'root_key_check'],
+        ['audit_mac_key', 'bootstrap_admin_created_at', 'bootstrap_admin_id', 'root_key_check'],
         'one value of each, whichever node set it first',
       );
       const principals = await db.query<{ id: string }>(schema, 'SELECT id FROM principals');
