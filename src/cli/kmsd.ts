@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { ConfigError, ENV_VARS, loadServeConfig, loadStoreConfig, type StoreConfig } from '../config/config.js';
+import { ENV_VARS, loadServeConfig, loadStoreConfig, type StoreConfig } from '../config/config.js';
 import { BackupFormatError } from '../backup/backup-file.js';
 import { isKmsError } from '../errors/kms-error.js';
 import { createLogger, runBackup, runRestore, startKmsd, StartupError } from '../main.js';
 import { SeedError } from '../seed/seed-file.js';
 import { addAdminCommands } from './admin-commands.js';
 import { addAuditCommands } from './audit-command.js';
+import { configOrExit } from './offline-config.js';
 import { addRootKeyCommands, collect } from './root-key-command.js';
 
 // The `kmsd` command. `serve` starts the server; later commands are thin clients of the same API.
@@ -39,16 +40,7 @@ program
   .addOption(new Option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent [${ENV_VARS.logLevel}] (default info)`))
   .addOption(new Option('--metrics <on|off>', `GET /metrics (Prometheus, unauthenticated) on the REST listener [${ENV_VARS.metrics}] (default on)`))
   .action(async (flags: Record<string, string | boolean>) => {
-    let config;
-    try {
-      config = loadServeConfig(flags, process.env);
-    } catch (e) {
-      if (e instanceof ConfigError) {
-        process.stderr.write(`kmsd: ${e.message}\n`);
-        process.exit(2);
-      }
-      throw e;
-    }
+    const config = configOrExit(() => loadServeConfig(flags, process.env));
     const logger = createLogger(config);
     let server;
     try {
@@ -104,16 +96,7 @@ function storeOptions(command: Command): Command {
 
 /** Runs a store command: config errors exit 2, refusals and failures exit 1 with one line on stderr. */
 async function storeCommand(flags: Record<string, string | boolean>, run: (config: { dataDir: string; store: StoreConfig }) => Promise<void>): Promise<void> {
-  let config;
-  try {
-    config = loadStoreConfig(flags, process.env);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`kmsd: ${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = configOrExit(() => loadStoreConfig(flags, process.env));
   try {
     await run(config);
   } catch (e) {

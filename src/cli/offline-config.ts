@@ -7,9 +7,18 @@ import { ConfigError, loadServeConfig, type ServeConfig } from '../config/config
  * would create an empty one), ends the process with exit code 2 and one line on stderr.
  */
 export function offlineConfig(flags: Parameters<typeof loadServeConfig>[0]): ServeConfig {
-  let config: ServeConfig;
+  const config = configOrExit(() => loadServeConfig(flags, process.env));
+  if (config.store.kind === 'sqlite' && !existsSync(config.store.path)) {
+    process.stderr.write(`kmsd: no database at ${config.store.path}; point --data-dir at a kmsd data directory\n`);
+    process.exit(2);
+  }
+  return config;
+}
+
+/** Every command's configuration: a ConfigError ends the process with exit code 2 and its one line on stderr. */
+export function configOrExit<T>(load: () => T): T {
   try {
-    config = loadServeConfig(flags, process.env);
+    return load();
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`kmsd: ${e.message}\n`);
@@ -17,9 +26,4 @@ export function offlineConfig(flags: Parameters<typeof loadServeConfig>[0]): Ser
     }
     throw e;
   }
-  if (config.store.kind === 'sqlite' && !existsSync(config.store.path)) {
-    process.stderr.write(`kmsd: no database at ${config.store.path}; point --data-dir at a kmsd data directory\n`);
-    process.exit(2);
-  }
-  return config;
 }
