@@ -8,7 +8,7 @@ import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/aud
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
 import type { Change } from '../../ports/change-feed.js';
 import type { AccessBindingChange, AuditAppend, KeyChange, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
-import { auditPage, auditQuery, auditRow } from '../store-rows/audit-rows.js';
+import { auditPage, auditQuery, auditRow, sealedAuditRows, type AuditRow } from '../store-rows/audit-rows.js';
 import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, SNAPSHOT_TABLES, snapshotSelect } from '../store-rows/snapshot.js';
 import { CHANNELS_SQL, encodeChange, PostgresChangeListener, type Channels, type Confirmations, type ListenerOptions } from './change-listener.js';
 import { mapPage } from './keyset-page.js';
@@ -133,8 +133,7 @@ const alreadyExists =
 const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
 
 /** Audit records as the parallel arrays of one multi-row insert. */
-function auditColumns(records: readonly StoredAuditRecord[]) {
-  const rows = records.map(auditRow);
+function auditColumns(rows: readonly AuditRow[]) {
   return {
     seq: rows.map((r) => r.seq),
     at: rows.map((r) => r.at),
@@ -334,7 +333,7 @@ export class PostgresStore implements Store {
           const results = (await client.query(BEGIN_AUDIT_APPEND)) as unknown as pg.QueryResult<{ seq: number; hash: string; mac: string }>[];
           const head = results.at(-1)?.rows[0];
           const sealed = append.seal(head, append.events);
-          await run(client, S.insertAuditsAndHead, { ...auditColumns(sealed.records), head_seq: sealed.head.seq, head_hash: sealed.head.hash, head_mac: sealed.head.mac });
+          await run(client, S.insertAuditsAndHead, { ...auditColumns(sealedAuditRows(sealed, append.events)), head_seq: sealed.head.seq, head_hash: sealed.head.hash, head_mac: sealed.head.mac });
         } catch (e) {
           await client.query('ROLLBACK').catch(discard);
           if (connectionProblem(e) !== undefined) throw e;
@@ -380,7 +379,7 @@ export class PostgresStore implements Store {
       await first(db, S.lockAuditChain, {});
       const sealed = append.seal(await first(db, S.lockAuditHead, {}), append.events);
       // One statement for the whole group: each round trip here is spent holding the chain's lock.
-      await run(db, S.insertAudits, auditColumns(sealed.records));
+      await run(db, S.insertAudits, auditColumns(sealedAuditRows(sealed, append.events)));
       await run(db, S.setAuditHead, sealed.head);
     } catch (e) {
       if (connectionProblem(e) !== undefined) throw e;

@@ -1,4 +1,5 @@
-import { codeFromName, indexColumns, parseBody, type AuditFilter, type StoredAuditRecord } from '../../domain/audit.js';
+import { codeFromName, indexColumns, parseBody, type AuditEvent, type AuditFilter, type AuditRecord, type StoredAuditRecord } from '../../domain/audit.js';
+import type { SealedBatch } from '../../crypto/audit-chain.js';
 import { ERR } from '../../errors/kms-error.js';
 import type { Page, PageRequest } from '../../domain/paging.js';
 import { effectivePageSize } from '../../domain/paging.js';
@@ -16,11 +17,21 @@ export interface AuditRow {
   hash: string;
 }
 
+function rowOf(r: StoredAuditRecord, record: AuditRecord): AuditRow {
+  const ix = indexColumns(record);
+  return { seq: r.seq, at: ix.at, subject_id: ix.subjectId, key_id: ix.keyId, code: ix.code, body: r.body, hash: r.hash };
+}
+
+/** The row of a stored record (a restore): its index columns are read back from its body. */
 export function auditRow(r: StoredAuditRecord): AuditRow {
   const parsed = parseBody(r.body);
   if (parsed === undefined) throw new Error(`audit record ${r.seq} has no canonical body`);
-  const ix = indexColumns(parsed);
-  return { seq: r.seq, at: ix.at, subject_id: ix.subjectId, key_id: ix.keyId, code: ix.code, body: r.body, hash: r.hash };
+  return rowOf(r, parsed);
+}
+
+/** The rows of records just sealed from `events` (the hot path): index columns come from the events, no re-parse. */
+export function sealedAuditRows(sealed: SealedBatch, events: readonly AuditEvent[]): AuditRow[] {
+  return sealed.records.map((r, i) => rowOf(r, { ...events[i]!, seq: r.seq }));
 }
 
 /** One SELECT with only the conditions the filter sets, and its @named parameters. */

@@ -9,7 +9,7 @@ import { Code, ERR, KmsError } from '../../errors/kms-error.js';
 import type { Change } from '../../ports/change-feed.js';
 import type { AccessBindingChange, AuditAppend, KeyChange, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
 import { InProcessFeed } from '../change-feed/in-process-feed.js';
-import { auditPage, auditQuery, auditRow } from '../store-rows/audit-rows.js';
+import { auditPage, auditQuery, auditRow, sealedAuditRows } from '../store-rows/audit-rows.js';
 import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, snapshotSelect } from '../store-rows/snapshot.js';
 import { mapPage } from './keyset-page.js';
 import { migrate, schemaVersion } from './migrations.js';
@@ -149,7 +149,7 @@ export class SqliteStore implements Store {
     if (append === undefined || append.events.length === 0) return;
     try {
       const sealed = append.seal(this.s.getAuditHead.get(), append.events);
-      for (const r of sealed.records) this.s.insertAudit.run(auditRow(r));
+      for (const row of sealedAuditRows(sealed, append.events)) this.s.insertAudit.run(row);
       this.s.setAuditHead.run(sealed.head);
     } catch (e) {
       // Fails the whole transaction: a change is never committed without its record.
