@@ -6,7 +6,10 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { DAY_MS, destroy, scheduleDestruction } from '../../domain/key.js';
 import { Code, isKmsError } from '../../errors/kms-error.js';
+import type { AuditAppend } from '../../ports/store.js';
 import {
+  auditEvent,
+  auditSeal,
   createKey,
   makeKey,
   makeOperation,
@@ -159,6 +162,29 @@ describe('SqliteStore', () => {
       });
     } finally {
       await store.close();
+    }
+  });
+
+  it('commits audit groups for another connection to read, and stays at synchronous=FULL for every other write', async () => {
+    const path = tempDbPath();
+    const store = openSqliteStore(path);
+    try {
+      await Promise.all([1, 3, 5].map((i) => store.appendAudit({ events: [auditEvent(i), auditEvent(i + 1)], seal: auditSeal })));
+      assert.equal(store.settings().synchronous, 2);
+      const failing: AuditAppend['seal'] = () => {
+        throw new Error('seal failed');
+      };
+      await assert.rejects(store.appendAudit({ events: [auditEvent(7)], seal: failing }), (e: unknown) => isKmsError(e) && e.code === Code.Unavailable);
+      assert.equal(store.settings().synchronous, 2, 'a failed append must not leave the connection at NORMAL');
+      withRawDb(path, (db) => assert.equal(db.prepare('SELECT count(*) FROM audit_log').pluck().get(), 6));
+    } finally {
+      await store.close();
+    }
+    const reopened = openSqliteStore(path);
+    try {
+      assert.equal((await reopened.getAuditHead())?.seq, 6);
+    } finally {
+      await reopened.close();
     }
   });
 
