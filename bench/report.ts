@@ -11,6 +11,8 @@ export interface ResultRow {
   readonly measurement: Measurement;
   /** undefined when BENCH_WARMUP=0. */
   readonly warmup: Measurement | undefined;
+  /** The server process's CPU time per answered request during the measurement (µs); undefined without /proc. */
+  readonly serverCpuUsPerRequest: number | undefined;
 }
 
 export interface RatioRow {
@@ -19,6 +21,11 @@ export interface RatioRow {
   readonly subject: string;
   /** subject req/s ÷ baseline req/s. */
   readonly reqPerSecRatio: number;
+  /**
+   * baseline CPU per request ÷ subject CPU per request: the req/s ratio the two would reach if each
+   * had the same CPU to itself, the measure that other work on the machine disturbs least.
+   */
+  readonly cpuRatio: number | undefined;
 }
 
 export function ratios(rows: readonly ResultRow[]): RatioRow[] {
@@ -26,13 +33,14 @@ export function ratios(rows: readonly ResultRow[]): RatioRow[] {
   for (const s of rows.filter((r) => r.role === 'subject')) {
     const b = rows.find((r) => r.scenario === s.scenario && r.role === 'baseline');
     if (!b || b.measurement.reqPerSec === 0) continue;
-    out.push({ scenario: s.scenario, baseline: b.target, subject: s.target, reqPerSecRatio: s.measurement.reqPerSec / b.measurement.reqPerSec });
+    const cpuRatio = s.serverCpuUsPerRequest && b.serverCpuUsPerRequest ? b.serverCpuUsPerRequest / s.serverCpuUsPerRequest : undefined;
+    out.push({ scenario: s.scenario, baseline: b.target, subject: s.target, reqPerSecRatio: s.measurement.reqPerSec / b.measurement.reqPerSec, cpuRatio });
   }
   return out;
 }
 
 export function formatTable(rows: readonly ResultRow[], ratioRows: readonly RatioRow[]): string {
-  const header = ['scenario', 'target', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'ratio'];
+  const header = ['scenario', 'target', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'cpu µs/req', 'ratio', 'cpu ratio'];
   const body = rows.map((r) => {
     const m = r.measurement;
     const ratio = r.role === 'subject' ? ratioRows.find((x) => x.scenario === r.scenario && x.subject === r.target) : undefined;
@@ -45,7 +53,9 @@ export function formatTable(rows: readonly ResultRow[], ratioRows: readonly Rati
       m.p99Ms.toFixed(1),
       String(m.non2xx),
       String(m.errors),
+      r.serverCpuUsPerRequest === undefined ? '' : r.serverCpuUsPerRequest.toFixed(0),
       ratio ? ratio.reqPerSecRatio.toFixed(2) : '',
+      ratio?.cpuRatio === undefined ? '' : ratio.cpuRatio.toFixed(2),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));

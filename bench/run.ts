@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAllChildren, type StopResult } from './child.js';
+import { processCpuSeconds } from './process-cpu.js';
 import { formatTable, ratios, type ResultRow } from './report.js';
 import { SCENARIOS, type Scenario } from './scenarios.js';
 import { TARGETS, type RunningTarget } from './targets.js';
@@ -192,9 +193,13 @@ async function main(): Promise<void> {
         const warmup = config.warmupS > 0 ? await s.measure(t, { ...o, durationS: config.warmupS }) : undefined;
         if (warmup) checkRun(s, name, 'warm-up', warmup);
         log(`${s.name} / ${name}: measuring ${config.durationS} s (${s.connections === undefined ? shapes[s.generator] : `${s.connections} connections`})`);
+        const cpuBefore = processCpuSeconds(t.process.pid);
         const m = await s.measure(t, { ...o, durationS: config.durationS });
+        const cpuAfter = processCpuSeconds(t.process.pid);
         checkRun(s, name, 'measurement', m);
-        rows.push({ scenario: s.name, target: name, role, connections: o.connections, measurement: m, warmup });
+        const answered = m.responses2xx + m.non2xx;
+        const serverCpuUsPerRequest = cpuBefore === undefined || cpuAfter === undefined || answered === 0 ? undefined : ((cpuAfter - cpuBefore) * 1e6) / answered;
+        rows.push({ scenario: s.name, target: name, role, connections: o.connections, measurement: m, warmup, serverCpuUsPerRequest });
       } catch (e) {
         failures.push(`${s.name} / ${name}: ${errorText(e)}`);
       }
@@ -210,7 +215,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${machine.cpu} × ${machine.cores}, node ${machine.node}, ${machine.os}\n`);
   for (const g of used) process.stdout.write(`${g === 'h2load' ? 'gRPC' : 'REST'}: ${shapes[g]} (${tools[g] ?? g})\n`);
   process.stdout.write(
-    `warm-up ${config.warmupS} s, measured ${config.durationS} s per run; ratio = subject req/s ÷ baseline req/s (kmsd ÷ bare server; the AES_256_HSM row: kmsd-hsm ÷ kmsd with AES_256; the "PostgreSQL vs SQLite store" rows: kmsd-postgres ÷ kmsd)\n\n`,
+    `warm-up ${config.warmupS} s, measured ${config.durationS} s per run; ratio = subject req/s ÷ baseline req/s (kmsd ÷ bare server; the AES_256_HSM row: kmsd-hsm ÷ kmsd with AES_256; the "PostgreSQL vs SQLite store" rows: kmsd-postgres ÷ kmsd); cpu µs/req = the server process's CPU time per answered request, cpu ratio = baseline's ÷ subject's\n\n`,
   );
   process.stdout.write(`${formatTable(rows, ratioRows)}\n`);
   for (const [reason, names] of groupByReason(skipped)) process.stdout.write(`\nSKIPPED, not measured: ${names.join(', ')}\n  ${reason}\n`);
