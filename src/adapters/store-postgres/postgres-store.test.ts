@@ -278,6 +278,44 @@ function postgresTests(db: TestPostgres): void {
       }
     });
 
+    it('keeps one whole chain when each node group-commits after the head it wrote last and others move it meanwhile', async () => {
+      const { url: schemaUrl } = await freshSchema();
+      const nodes = [await openPostgresStore(schemaUrl, { poolSize: 3 }), await openPostgresStore(schemaUrl, { poolSize: 3 })];
+      const [a, b] = nodes as [PostgresStore, PostgresStore];
+      let n = 0;
+      const group = (size: number) => ({ events: Array.from({ length: size }, () => auditEvent(++n)), seal: auditSeal });
+      try {
+        // One after another: a's second and third groups go after the head it wrote; b's write and
+        // the mutation on a then leave a's known head stale, so its next group must find that out.
+        await a.appendAudit(group(2));
+        await a.appendAudit(group(3));
+        await a.appendAudit(group(1));
+        await b.appendAudit(group(2));
+        await a.appendAudit(group(2));
+        await a.createPrincipal(makePrincipal(), group(1));
+        await a.appendAudit(group(4));
+        await b.appendAudit(group(1));
+        // Then both nodes at once, each one group at a time as its audit log does, with mutations between.
+        await Promise.all(
+          nodes.map(async (node, i) => {
+            for (let round = 0; round < 15; round++) {
+              if (round % 5 === i) await createKey(node, {}, { audit: group(1) });
+              await node.appendAudit(group(1 + (round % 3)));
+            }
+          }),
+        );
+        const records = await b.scanAudit(0, 1000);
+        assert.deepEqual(
+          records.map((r) => r.seq),
+          Array.from({ length: n }, (_, i) => i + 1),
+        );
+        assert.equal((await a.getAuditHead())?.seq, n);
+        assert.deepEqual(await auditChainProblems(a), []);
+      } finally {
+        await Promise.all(nodes.map((x) => x.close()));
+      }
+    });
+
     it('serialises binding changes of one scope across nodes', async () => {
       const { url: schemaUrl } = await freshSchema();
       const nodes = [await openPostgresStore(schemaUrl, { poolSize: 3 }), await openPostgresStore(schemaUrl, { poolSize: 3 })];

@@ -237,6 +237,19 @@ export const STATEMENTS = {
       'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, @head_seq, @head_hash, @head_mac) ' +
       'ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac',
   ),
+  /**
+   * A whole group commit in one statement, run outside a transaction (it commits by itself), for a
+   * node that knows the head: moves the head only if it is still @expected_seq/@expected_hash, and
+   * inserts the records only if it moved. `moved` is 0 when another writer got there first; then
+   * nothing was written. A writer holding the head's row lock (a mutation appending in its
+   * transaction) makes this wait, and its new head then fails the check.
+   */
+  appendAuditsAfterHead: statement<AuditColumns & { head_seq: number; head_hash: string; head_mac: string; expected_seq: number; expected_hash: string }, { moved: number }>(
+    'WITH moved AS (UPDATE audit_head SET seq = @head_seq, hash = @head_hash, mac = @head_mac ' +
+      'WHERE id = 1 AND seq = @expected_seq AND hash = @expected_hash RETURNING seq), ' +
+      `records AS (${INSERT_AUDITS} WHERE EXISTS (SELECT 1 FROM moved)) ` +
+      'SELECT count(*)::int AS moved FROM moved',
+  ),
   scanAudit: statement<{ after: number; limit: number }, { seq: number; body: string; hash: string }>(SQL.scanAudit),
 
   getMeta: statement<{ name: string }, { value: string }>(SQL.getMeta),
