@@ -149,12 +149,17 @@ function auditColumns(rows: readonly AuditRow[]) {
 const commitOutcomeUnknown = (cause: unknown) =>
   new KmsError(Code.Unavailable, 'the database became unavailable while committing; the change may or may not have been applied', { cause });
 
+/** How long a node appends audit groups under the chain's lock after finding another writer moved the head. */
+const CONTENDED_AUDIT_PAUSE_MS = 1000;
+
 type Publish = (change: Change) => void;
 
 export class PostgresStore implements Store {
   private closed = false;
   /** The head this node's last group commit wrote; undefined when unknown (see appendAudit). */
   private lastAppendedHead: AuditHead | undefined;
+  /** After the one-statement append found the head moved, the locked append until then (performance.now()). */
+  private lockedAppendsUntil = 0;
   private readonly auditQueries = new Map<string, Statement<Record<string, string | number>, StoredAuditRecord>>();
 
   /** Use openPostgresStore: it migrates the schema these statements need and finds the channels. */
@@ -335,7 +340,12 @@ export class PostgresStore implements Store {
     if (append.events.length === 0) return;
     const known = this.lastAppendedHead;
     this.lastAppendedHead = undefined;
-    if (known !== undefined && (await this.appendAfterHead(known, append))) return;
+    if (known !== undefined && performance.now() >= this.lockedAppendsUntil) {
+      if (await this.appendAfterHead(known, append)) return;
+      // Other writers are appending too (several nodes): for a while, do not spend a round trip
+      // on an attempt that is likely to find the head moved again.
+      this.lockedAppendsUntil = performance.now() + CONTENDED_AUDIT_PAUSE_MS;
+    }
     let written: AuditHead | undefined;
     await this.onConnection(
       async (client, discard, committing) => {
