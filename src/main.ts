@@ -12,7 +12,7 @@ import { openPkcs11RootKey } from './adapters/rootkey-pkcs11/pkcs11-root-key.js'
 import { pkcs11KeyVersions } from './adapters/rootkey-pkcs11/pkcs11-key-versions.js';
 import { Pkcs11Error, Pkcs11Token } from './adapters/rootkey-pkcs11/pkcs11-token.js';
 import { openPostgresStore } from './adapters/store-postgres/postgres-store.js';
-import { openSqliteStore } from './adapters/store-sqlite/sqlite-store.js';
+import { openSqliteStore, type SqliteSharing } from './adapters/store-sqlite/sqlite-store.js';
 import type { Pkcs11RootKeySpec, RootKeySpec, ServeConfig, StoreConfig } from './config/config.js';
 import { wrappedRootKeyId } from './crypto/wrapped-material.js';
 import type { HsmKeyVersions } from './ports/hsm.js';
@@ -41,11 +41,15 @@ import { applySeedFile } from './seed/seed-file.js';
 import { apiMethods } from './transport/shared/api-methods.js';
 import { buildRestServer } from './transport/rest/rest-server.js';
 import { startGrpcServer } from './transport/grpc/grpc-server.js';
-import { ensureDevCertificates, readOperatorCertificate } from './adapters/tls/dev-certificates.js';
+import { ensureDevCertificates, readDevCertificates, readOperatorCertificate } from './adapters/tls/dev-certificates.js';
 import { Readiness, type ReadinessCheck } from './observability/health.js';
 import { benchAuditDiscardRequested } from './services/audit/bench-discard.js';
 import { Metrics, timedStore } from './observability/metrics.js';
 import { opsRoutes } from './transport/rest/ops-routes.js';
+import { ClusterFeed } from './cluster/cluster-feed.js';
+import { clusterLock } from './cluster/cluster-lock.js';
+import { SharedTestClock } from './cluster/shared-test-clock.js';
+import type { WorkerLink } from './cluster/worker-link.js';
 
 // The composition root: config → adapters → services → transports. Nothing else wires components.
 
@@ -79,11 +83,17 @@ export async function auditMacKey(store: Pick<Store, 'initMeta'>, rootKey: RootK
   return rootKey.unwrap(Buffer.from(stored, 'base64'), AUDIT_MAC_KEY_AAD);
 }
 
-export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>): Logger {
+/** `worker`: the process is that worker of `--workers N`, and each line says so. */
+export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>, o: { readonly worker?: number } = {}): Logger {
+  const base = {
+    service: 'kmsd',
+    ...(o.worker === undefined ? {} : { worker: o.worker }),
+    ...(config.auth === 'none' ? { authMode: 'none: DEV MODE, every caller is an administrator' } : {}),
+  };
   return pino(
     {
       level: config.logLevel,
-      base: config.auth === 'none' ? { service: 'kmsd', authMode: 'none: DEV MODE, every caller is an administrator' } : { service: 'kmsd' },
+      base,
       redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.authorization'], censor: '[redacted]' },
     },
     pino.destination({ fd: 2, sync: false }),
@@ -116,11 +126,11 @@ export interface OpenedStore {
  * Opens (and migrates) the configured store; StartupError, naming it without any password, when
  * it cannot. `logger` hears about nodes that did not confirm a change in time (PostgreSQL).
  */
-export async function openStore(config: StoreConfig, logger?: Logger): Promise<OpenedStore> {
+export async function openStore(config: StoreConfig, logger?: Logger, sharing: SqliteSharing = {}): Promise<OpenedStore> {
   try {
     if (config.kind === 'sqlite') {
       const fresh = !existsSync(config.path);
-      return { store: openSqliteStore(config.path), fresh };
+      return { store: openSqliteStore(config.path, sharing), fresh };
     }
     const store = await openPostgresStore(config.url, {
       poolSize: config.poolSize,
@@ -305,15 +315,20 @@ function readinessOf(store: Pick<Store, 'getMeta'>, rootKey: Pick<RootKeyring, '
 /**
  * Opens the store and the root key of a data directory and checks that they belong together; the
  * start of `serve` and of offline tools (`kmsd audit verify`). The caller closes the store.
+ * `sharing`: what a SQLite store shares with the other workers of --workers.
  */
-export async function openStorage(config: ServeConfig, logger: Logger): Promise<{ store: Store; rootKey: RootKeyring; hsm?: HsmKeyVersions; closeRootKeys(): void }> {
+export async function openStorage(
+  config: ServeConfig,
+  logger: Logger,
+  sharing: SqliteSharing = {},
+): Promise<{ store: Store; rootKey: RootKeyring; hsm?: HsmKeyVersions; closeRootKeys(): void }> {
   let opened: OpenedStore | undefined;
   // Whether the store holds nothing yet, so a new root key file may be made: for SQLite the file
   // says so before it is opened; a PostgreSQL database must be opened (after any PKCS#11 key has
   // passed its self-test) and asked.
   const isFresh = async (): Promise<boolean> => {
     if (config.store.kind === 'sqlite') return !existsSync(config.store.path);
-    opened ??= await openStore(config.store, logger);
+    opened ??= await openStore(config.store, logger, sharing);
     return opened.fresh;
   };
   let keys: OpenedRootKeys;
@@ -325,7 +340,7 @@ export async function openStorage(config: ServeConfig, logger: Logger): Promise<
   }
   let store: Store;
   try {
-    store = (opened ??= await openStore(config.store, logger)).store;
+    store = (opened ??= await openStore(config.store, logger, sharing)).store;
   } catch (e) {
     keys.close();
     throw e;
@@ -346,40 +361,85 @@ export async function openStorage(config: ServeConfig, logger: Logger): Promise<
   return { store, rootKey: keys.rootKey, ...(keys.hsm ? { hsm: keys.hsm } : {}), closeRootKeys: keys.close };
 }
 
-export async function startKmsd(config: ServeConfig, logger: Logger): Promise<RunningKmsd> {
-  const opened = await openStorage(config, logger);
+/**
+ * How this process takes part in serving: alone (`--workers 1`), as the supervisor of `--workers N`
+ * preparing the data directory before it forks (no listeners), or as one of those workers.
+ */
+type Role = { readonly kind: 'single' } | { readonly kind: 'prepare' } | { readonly kind: 'worker'; readonly link: WorkerLink };
+
+/**
+ * What a start does once for a data directory: migrate the store, make the root key file, the
+ * audit MAC key, the bootstrap administrator and its token, the generated TLS certificates, and
+ * apply the seed file. The supervisor of `--workers N` runs it before it forks, so that the workers
+ * find all of it made and none of it is raced.
+ */
+export async function prepareDataDir(config: ServeConfig, logger: Logger): Promise<void> {
+  await (await composeKmsd(config, logger, { kind: 'prepare' })).close();
+}
+
+/**
+ * Starts serving: alone, or as a worker of `--workers N` (src/cluster/) when `worker` is given. A
+ * worker shares the caches' invalidations, background work, the test clock and /metrics with the
+ * other workers through its link to the supervisor, which prepared the data directory before.
+ */
+export async function startKmsd(config: ServeConfig, logger: Logger, options: { readonly worker?: WorkerLink } = {}): Promise<RunningKmsd> {
+  const kmsd = await composeKmsd(config, logger, options.worker ? { kind: 'worker', link: options.worker } : { kind: 'single' });
+  return kmsd.listen();
+}
+
+interface ComposedKmsd {
+  /** Runs due background work, starts the scheduler and binds the listeners. */
+  listen(): Promise<RunningKmsd>;
+  /** Closes what was opened, without having listened. */
+  close(): Promise<void>;
+}
+
+async function composeKmsd(config: ServeConfig, logger: Logger, role: Role): Promise<ComposedKmsd> {
+  const link = role.kind === 'worker' ? role.link : undefined;
+  // The once-only work of a start (prepareDataDir) is done by a single process and by the
+  // supervisor of --workers, never by its workers.
+  const once = role.kind !== 'worker';
+  const opened = await openStorage(config, logger, link && config.store.kind === 'sqlite' ? { feed: new ClusterFeed(link), lock: clusterLock(link) } : {});
   const { rootKey, hsm, closeRootKeys } = opened;
-  const metrics = config.metrics ? new Metrics() : undefined;
+  const metrics = config.metrics && role.kind !== 'prepare' ? new Metrics(link ? { worker: link.slot } : {}) : undefined;
   const store = metrics ? timedStore(opened.store, metrics) : opened.store;
+  const closeStorage = async () => {
+    await store.close();
+    closeRootKeys();
+  };
   try {
-    const testClock = config.testClock ? new AdjustableClock() : undefined;
+    const testClock = config.testClock ? (link ? new SharedTestClock(link) : new AdjustableClock()) : undefined;
     const clock: Clock = testClock ?? systemClock;
 
     // Caches are used only while the change feed is live (PostgreSQL: listening; SQLite: always),
-    // and every change it reports (from any node) drops what they hold of it.
-    const trusted = () => store.changes.live;
-    logFeedState(store.changes, logger);
+    // and every change it reports (from any node) drops what they hold of it. Preparing the data
+    // directory serves nothing: it does not listen, and its caches are not used.
+    const serving = role.kind !== 'prepare';
+    const trusted = serving ? () => store.changes.live : () => false;
+    if (serving) logFeedState(store.changes, logger);
 
     let authenticator: Authenticator;
     let authorizer: Authorizer;
     let tokens: ReturnType<typeof tokenAuthenticator> | undefined;
     let forgetTokens: (ids: readonly string[]) => void = () => undefined;
     if (config.auth === 'iam') {
-      const admin = await ensureBootstrapAdmin({ store, dataDir: config.dataDir, random: cryptoRandom, clock });
-      if (admin.issued) logger.info({ tokenFile: admin.tokenFile }, 'wrote a new administrator token (mode 0600); send it as Authorization: Bearer <token>');
+      if (once) {
+        const admin = await ensureBootstrapAdmin({ store, dataDir: config.dataDir, random: cryptoRandom, clock });
+        if (admin.issued) logger.info({ tokenFile: admin.tokenFile }, 'wrote a new administrator token (mode 0600); send it as Authorization: Bearer <token>');
+      }
       const t = tokenAuthenticator({ store, clock, limiter: new FailureLimiter(systemClock), cache: { maxTokens: 10_000, ttlMs: 5_000, trusted } });
       authenticator = tokens = t;
       forgetTokens = (ids) => ids.forEach((id) => t.forget(id));
       authorizer = bindingAuthorizer(store, { maxCallers: 10_000, ttlMs: 5_000, trusted });
     } else {
-      logger.warn('--auth none: DEVELOPMENT MODE. Authentication is OFF and every caller is an administrator. Never expose this server.');
+      if (once) logger.warn('--auth none: DEVELOPMENT MODE. Authentication is OFF and every caller is an administrator. Never expose this server.');
       authenticator = devModeAuthenticator(DEV_MODE_CALLER);
       authorizer = grantAllAuthorizer;
     }
 
     const audit = new AuditLog(store, await auditMacKey(store, rootKey), clock, logger, metrics && ((n, s, ok) => metrics.auditFlush(n, s, ok)));
     const cache = new KeyCache(store, rootKey, { ...config.cache, trusted }, hsm);
-    invalidateOnChanges(store.changes, { keys: cache, authorizer, ...(tokens ? { tokens } : {}) });
+    if (serving) invalidateOnChanges(store.changes, { keys: cache, authorizer, ...(tokens ? { tokens } : {}) });
     metrics?.watchKeyCache(() => ({ ...cache.stats, size: cache.size }));
     metrics?.watchAuditQueue(() => ({ queued: audit.queued }));
     const readiness = readinessOf(store, rootKey, logger, benchAuditDiscard(audit, logger));
@@ -400,79 +460,102 @@ export async function startKmsd(config: ServeConfig, logger: Logger): Promise<Ru
     });
     const background = scheduler({ keys, lock: store, logger, intervalMs: config.schedulerIntervalMs });
 
-    if (config.seedFile) {
+    if (once && config.seedFile) {
       const seeded = await applySeedFile(config.seedFile, keys);
       logger.info({ seedFile: config.seedFile, created: seeded.created, existing: seeded.existing }, 'applied seed file');
     }
-    if (testClock) {
+    if (once && testClock) {
       logger.warn('--test-clock: POST /kmsd/v1/testing/clock:advance moves this server\'s time forward; for tests only');
     }
 
-    const tls = config.tls ? operatorCertificate(config.tls.certFile, config.tls.keyFile) : await ensureDevCertificates(config.dataDir);
+    // Workers only read the generated certificates: two of them renewing at once could pair one's
+    // certificate with the other's key.
+    const tls = config.tls ? operatorCertificate(config.tls.certFile, config.tls.keyFile) : once ? await ensureDevCertificates(config.dataDir) : generatedCertificate(config.dataDir);
     if (tls.generated !== 'none') logger.info({ caFile: tls.caFile, certFile: tls.certFile, generated: tls.generated }, 'generated TLS certificates; clients trust the CA file');
 
-    const methods = apiMethods({ access, keys, crypto, operations });
-    const calls = callRunner({ authenticator, audit, logger, ...(metrics ? { metrics } : {}) });
-    const rest = await buildRestServer({
-      methods,
-      ...(config.rest.tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
-      calls,
-      adminRoutes: adminRoutes({ principals, access, audit, authorizer }),
-      opsRoutes: opsRoutes({ readiness, ...(metrics ? { metrics } : {}) }),
-      ...(metrics ? { metrics } : {}),
-      logger,
-      ...(testClock
-        ? {
-            testClock: {
-              authorize: (ctx) => authorizer.authorize(ctx.caller, 'kmsd.principals.manage', {}),
-              async advance(ms: number) {
-                testClock.advance(ms);
-                await background.runNow();
-                return testClock.now();
-              },
-            },
-          }
-        : {}),
-    });
-    await background.runNow();
-    background.start();
-    await rest.listen({ host: config.rest.host, port: config.rest.port });
-    const address = rest.server.address() as AddressInfo;
-    const restAddress = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
-    const grpc = await startGrpcServer({ methods, calls, logger, tls }, config.grpc.host, config.grpc.port).catch(async (e: unknown) => {
-      await rest.close();
-      throw e;
-    });
-    readiness.setListening(true);
+    if (link && metrics) link.onTell('metrics', () => metrics.registry.getMetricsAsJSON());
+    const scrape = metrics && (link ? async () => Metrics.aggregate(await link.ask('metrics', null)) : () => metrics.scrape());
 
-    let closing: Promise<void> | undefined;
     return {
-      restAddress,
-      grpcAddress: grpc.address,
-      ...(tls.caFile === undefined ? {} : { caFile: tls.caFile }),
-      close() {
-        closing ??= (async () => {
-          readiness.setListening(false);
-          // A keep-alive connection whose request finishes after close() began would otherwise stay
-          // open (and keep close() waiting) until the client hangs up: close each one once idle.
-          const sweep = setInterval(() => rest.server.closeIdleConnections(), 50);
-          try {
-            await Promise.all([rest.close(), grpc.close()]);
-          } finally {
-            clearInterval(sweep);
-          }
+      close: closeStorage,
+      async listen() {
+        try {
+          const methods = apiMethods({ access, keys, crypto, operations });
+          const calls = callRunner({ authenticator, audit, logger, ...(metrics ? { metrics } : {}) });
+          const rest = await buildRestServer({
+            methods,
+            ...(config.rest.tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+            calls,
+            adminRoutes: adminRoutes({ principals, access, audit, authorizer }),
+            opsRoutes: opsRoutes({ readiness, ...(scrape ? { scrape } : {}), ...(link ? { worker: link.slot } : {}) }),
+            ...(metrics ? { metrics } : {}),
+            logger,
+            ...(testClock
+              ? {
+                  testClock: {
+                    authorize: (ctx) => authorizer.authorize(ctx.caller, 'kmsd.principals.manage', {}),
+                    async advance(ms: number) {
+                      await testClock.advance(ms);
+                      await background.runNow();
+                      return testClock.now();
+                    },
+                  },
+                }
+              : {}),
+          });
+          await background.runNow();
+          background.start();
+          await rest.listen({ host: config.rest.host, port: config.rest.port });
+          const address = rest.server.address() as AddressInfo;
+          const restAddress = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+          const grpc = await startGrpcServer({ methods, calls, logger, tls }, config.grpc.host, config.grpc.port).catch(async (e: unknown) => {
+            await rest.close();
+            throw e;
+          });
+          readiness.setListening(true);
+
+          let closing: Promise<void> | undefined;
+          return {
+            restAddress,
+            grpcAddress: grpc.address,
+            ...(tls.caFile === undefined ? {} : { caFile: tls.caFile }),
+            close() {
+              closing ??= (async () => {
+                readiness.setListening(false);
+                // A keep-alive connection whose request finishes after close() began would otherwise stay
+                // open (and keep close() waiting) until the client hangs up: close each one once idle.
+                const sweep = setInterval(() => rest.server.closeIdleConnections(), 50);
+                try {
+                  await Promise.all([rest.close(), grpc.close()]);
+                } finally {
+                  clearInterval(sweep);
+                }
+                await background.stop();
+                cache.clear();
+                await closeStorage();
+              })();
+              return closing;
+            },
+          };
+        } catch (e) {
           await background.stop();
-          cache.clear();
-          await store.close();
-          closeRootKeys();
-        })();
-        return closing;
+          await closeStorage();
+          throw e;
+        }
       },
     };
   } catch (e) {
-    await store.close();
-    closeRootKeys();
+    await closeStorage();
     throw e;
+  }
+}
+
+/** The certificate a start of this data directory generated (a worker of --workers reads it). */
+function generatedCertificate(dataDir: string) {
+  try {
+    return readDevCertificates(dataDir);
+  } catch (e) {
+    throw new StartupError(`the generated TLS certificate in ${dataDir}: ${(e as Error).message}`);
   }
 }
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { ENV_VARS, loadServeConfig, loadStoreConfig, type StoreConfig } from '../config/config.js';
+import { ENV_VARS, loadStoreConfig, type StoreConfig } from '../config/config.js';
 import { BackupFormatError } from '../backup/backup-file.js';
 import { isKmsError } from '../errors/kms-error.js';
-import { createLogger, runBackup, runRestore, startKmsd, StartupError } from '../main.js';
-import { SeedError } from '../seed/seed-file.js';
+import { runBackup, runRestore, StartupError } from '../main.js';
 import { addAdminCommands } from './admin-commands.js';
 import { addAuditCommands } from './audit-command.js';
 import { configOrExit } from './offline-config.js';
 import { addRootKeyCommands, collect } from './root-key-command.js';
+import { serve } from './serve-command.js';
 
 // The `kmsd` command. `serve` starts the server; later commands are thin clients of the same API.
 
@@ -39,51 +39,8 @@ program
   .addOption(new Option('--scheduler-interval-ms <ms>', `how often due rotations and destructions run [${ENV_VARS.schedulerIntervalMs}] (default 5000)`))
   .addOption(new Option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent [${ENV_VARS.logLevel}] (default info)`))
   .addOption(new Option('--metrics <on|off>', `GET /metrics (Prometheus, unauthenticated) on the REST listener [${ENV_VARS.metrics}] (default on)`))
-  .action(async (flags: Record<string, string | boolean>) => {
-    const config = configOrExit(() => loadServeConfig(flags, process.env));
-    const logger = createLogger(config);
-    let server;
-    try {
-      server = await startKmsd(config, logger);
-    } catch (e) {
-      if (e instanceof StartupError || e instanceof SeedError) {
-        logger.fatal(e.message);
-        process.stderr.write(`kmsd: ${e.message}\n`);
-        logger.flush();
-        process.exit(1);
-      }
-      throw e;
-    }
-    const shutdown = (signal: string) => {
-      logger.info({ signal }, 'draining in-flight requests and stopping');
-      server.close().then(
-        () => {
-          logger.flush();
-          process.exit(0);
-        },
-        (err: unknown) => {
-          logger.error({ err }, 'unclean shutdown');
-          logger.flush();
-          process.exit(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-    // Only now announce readiness: a supervisor may send SIGTERM the moment it reads this line, and
-    // it must find the handler above installed (else the default action kills kmsd undrained).
-    const ready = {
-      event: 'ready',
-      rest: server.restAddress,
-      grpc: server.grpcAddress,
-      auth: config.auth,
-      caFile: server.caFile ?? null,
-      restTls: config.rest.tls,
-      dataDir: config.dataDir,
-    };
-    process.stdout.write(`${JSON.stringify(ready)}\n`);
-    logger.info(ready, 'kmsd is ready');
-  });
+  .addOption(new Option('--workers <n>', `processes serving the listeners; 1 runs a single process [${ENV_VARS.workers}] (default: one per core)`))
+  .action(serve);
 
 /** The options that say where the store is, shared by serve, backup and restore. */
 function storeOptions(command: Command): Command {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, ENV_VARS, loadServeConfig, loadStoreConfig, type ServeConfig } from './config.js';
@@ -40,6 +41,7 @@ describe('defaults', () => {
       schedulerIntervalMs: 5_000,
       logLevel: 'info',
       metrics: true,
+      workers: availableParallelism(),
     } satisfies ServeConfig);
     assert.equal('seedFile' in c, false);
     assert.equal('tls' in c, false, 'no operator certificate: kmsd generates its own');
@@ -59,6 +61,14 @@ describe('defaults', () => {
     assert.equal(loadServeConfig({}, { KMSD_METRICS: 'off' }).metrics, false);
     assert.equal(loadServeConfig({ metrics: 'on' }, { KMSD_METRICS: 'off' }).metrics, true);
     rejects({ metrics: 'maybe' }, {}, '--metrics', 'KMSD_METRICS');
+  });
+
+  it('--workers (KMSD_WORKERS): one process per core unless told, 1 to 256', () => {
+    assert.equal(loadServeConfig({}, {}).workers, availableParallelism());
+    assert.equal(loadServeConfig({ workers: '1' }, {}).workers, 1);
+    assert.equal(loadServeConfig({}, { KMSD_WORKERS: '3' }).workers, 3);
+    assert.equal(loadServeConfig({ workers: '2' }, { KMSD_WORKERS: '3' }).workers, 2);
+    for (const bad of ['0', '-1', '1.5', 'many', '257']) rejects({ workers: bad }, {}, '--workers', 'KMSD_WORKERS');
   });
 
   it('is frozen', () => {

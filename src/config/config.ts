@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -146,6 +147,7 @@ export const ServeOptions = z
     schedulerIntervalMs: positiveInt.default(5_000),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     metrics: z.enum(['on', 'off']).default('on'),
+    workers: z.coerce.number().int().min(1).max(256).optional(),
   })
   .superRefine((o, ctx) => {
     if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
@@ -198,6 +200,8 @@ export interface ServeConfig {
   readonly logLevel: string;
   /** GET /metrics on the REST listener (Prometheus text format, no authentication). */
   readonly metrics: boolean;
+  /** Processes serving the listeners (node:cluster); 1 is a single process without a supervisor. */
+  readonly workers: number;
 }
 
 /** The environment variable of each option (flags win over these). */
@@ -221,6 +225,7 @@ export const ENV_VARS: Readonly<Record<keyof ServeOptionsInput, string>> = {
   schedulerIntervalMs: 'KMSD_SCHEDULER_INTERVAL_MS',
   logLevel: 'KMSD_LOG_LEVEL',
   metrics: 'KMSD_METRICS',
+  workers: 'KMSD_WORKERS',
 };
 
 export class ConfigError extends Error {
@@ -296,5 +301,7 @@ export function loadServeConfig(flags: Flags, env: NodeJS.ProcessEnv): ServeConf
     schedulerIntervalMs: o.schedulerIntervalMs,
     logLevel: o.logLevel,
     metrics: o.metrics === 'on',
+    // One per core by default (issue #7): what the machine can run at once.
+    workers: o.workers ?? availableParallelism(),
   });
 }

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { Code } from '../errors/kms-error.js';
 
 // kmsd's Prometheus metrics (GET /metrics). Labels are bounded sets only: transport, the API
@@ -38,6 +38,12 @@ export interface AuditQueueStats {
   readonly queued: number;
 }
 
+/** The exposition text and its content type. */
+export type Scrape = () => Promise<{ contentType: string; body: string }>;
+
+/** A registry's metrics as prom-client's getMetricsAsJSON() gives them: how workers send theirs. */
+export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+
 interface CallSeries {
   readonly duration: ReturnType<Histogram<'transport' | 'method'>['labels']>;
   readonly byCode: Map<Code | 0, ReturnType<Counter<'transport' | 'method' | 'code'>['labels']>>;
@@ -53,8 +59,10 @@ export class Metrics {
   readonly #auditFailures: Counter;
   readonly #storeCalls: Histogram<'operation'>;
   readonly #storeFailures: Counter<'operation'>;
+  readonly #workerCalls: ReturnType<Counter<'worker'>['labels']> | undefined;
 
-  constructor() {
+  /** `worker`: this process's number among the workers of --workers. */
+  constructor(o: { readonly worker?: number } = {}) {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
     this.#requests = new Counter({
@@ -100,6 +108,19 @@ export class Metrics {
       labelNames: ['operation'],
       registers,
     });
+    // The one series per worker: whether connections are spread over the workers. Every other
+    // series is summed over them (aggregate).
+    this.#workerCalls =
+      o.worker === undefined
+        ? undefined
+        : new Counter({
+            name: 'kmsd_worker_requests_total',
+            help: 'API calls finished by each worker process of kmsd serve --workers N',
+            labelNames: ['worker'],
+            registers,
+          }).labels(String(o.worker));
+    // Shown from the start, so that a worker no connection reached yet shows as 0.
+    this.#workerCalls?.inc(0);
   }
 
   /** One finished API call. */
@@ -117,6 +138,7 @@ export class Metrics {
       series.byCode.set(code, counter);
     }
     counter.inc();
+    this.#workerCalls?.inc();
   }
 
   /** One group commit of the audit log. */
@@ -171,9 +193,18 @@ export class Metrics {
     });
   }
 
-  /** The exposition text and its content type. */
-  async scrape(): Promise<{ contentType: string; body: string }> {
+  async scrape(): ReturnType<Scrape> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /**
+   * The workers' metrics (--workers) as one exposition: each series summed over the workers, as
+   * prom-client's cluster support does (a few process gauges take the first, the mean or the most
+   * instead, by prom-client's own choice).
+   */
+  static async aggregate(workers: readonly unknown[]): ReturnType<Scrape> {
+    const registry = AggregatorRegistry.aggregate(workers.filter((w): w is MetricsJson => Array.isArray(w)));
+    return { contentType: registry.contentType, body: await registry.metrics() };
   }
 }
 

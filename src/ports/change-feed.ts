@@ -36,3 +36,12 @@ export interface ChangeFeed {
   /** Handlers run synchronously, in subscription order; a handler must not throw. */
   subscribe(handler: FeedHandler): () => void;
 }
+
+/** A feed that a store tells its committed changes (SQLite: in-process, or to the other workers of `--workers`). */
+export interface PublishingFeed extends ChangeFeed {
+  /**
+   * Call only after the changes committed. This process's handlers have heard them when it
+   * returns; a returned promise resolves once every other process sharing the store has too.
+   */
+  publish(changes: readonly Change[]): void | Promise<void>;
+}

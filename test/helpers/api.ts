@@ -2,7 +2,7 @@
 // them, plus small assertion helpers. These types are written from the spec on purpose, not
 // imported from src/: the tests check the wire, not the implementation's idea of it.
 import assert from 'node:assert/strict';
-import type { KmsdProcess, KmsdResponse } from './kmsd-process.js';
+import type { Caller, KmsdResponse } from './kmsd-process.js';
 
 export const TYPE_PREFIX = 'type.googleapis.com/yandex.cloud.kms.v1.';
 /** abj + 17 characters of 0-9a-v (SPEC.md §1.11). */
@@ -185,43 +185,43 @@ export interface CreateKeyBody {
   deletionProtection?: boolean;
 }
 
-export async function createKey(kmsd: KmsdProcess, body: CreateKeyBody, headers?: Record<string, string>): Promise<SymmetricKey> {
+export async function createKey(kmsd: Caller, body: CreateKeyBody, headers?: Record<string, string>): Promise<SymmetricKey> {
   const op = ok(await kmsd.call<Operation>('POST', '/kms/v1/keys', { defaultAlgorithm: 'AES_256', ...body }, headers));
   assert.ok(op.response);
   return unpack(op.response);
 }
 
-export async function getKey(kmsd: KmsdProcess, keyId: string): Promise<SymmetricKey> {
+export async function getKey(kmsd: Caller, keyId: string): Promise<SymmetricKey> {
   return ok(await kmsd.call<SymmetricKey>('GET', `/kms/v1/keys/${keyId}`));
 }
 
-export async function rotate(kmsd: KmsdProcess, keyId: string): Promise<SymmetricKey> {
+export async function rotate(kmsd: Caller, keyId: string): Promise<SymmetricKey> {
   const op = ok(await kmsd.call<Operation>('POST', `/kms/v1/keys/${keyId}:rotate`));
   assert.ok(op.response);
   return unpack(op.response);
 }
 
-export async function update(kmsd: KmsdProcess, keyId: string, body: Record<string, unknown>): Promise<SymmetricKey> {
+export async function update(kmsd: Caller, keyId: string, body: Record<string, unknown>): Promise<SymmetricKey> {
   const op = ok(await kmsd.call<Operation>('PATCH', `/kms/v1/keys/${keyId}`, body));
   assert.ok(op.response);
   return unpack(op.response);
 }
 
-export async function listVersions(kmsd: KmsdProcess, keyId: string): Promise<KeyVersion[]> {
+export async function listVersions(kmsd: Caller, keyId: string): Promise<KeyVersion[]> {
   const page = ok(await kmsd.call<VersionList>('GET', `/kms/v1/keys/${keyId}/versions?pageSize=1000`));
   assert.equal(page.nextPageToken ?? '', '');
   return page.keyVersions ?? [];
 }
 
-export async function encrypt(kmsd: KmsdProcess, keyId: string, plaintext: Buffer | string, extra: Record<string, unknown> = {}): Promise<EncryptResponse> {
+export async function encrypt(kmsd: Caller, keyId: string, plaintext: Buffer | string, extra: Record<string, unknown> = {}): Promise<EncryptResponse> {
   return ok(await kmsd.call<EncryptResponse>('POST', `/kms/v1/keys/${keyId}:encrypt`, { plaintext: b64(plaintext), ...extra }));
 }
 
-export function decryptCall(kmsd: KmsdProcess, keyId: string, ciphertext: string, extra: Record<string, unknown> = {}): Promise<KmsdResponse<DecryptResponse>> {
+export function decryptCall(kmsd: Caller, keyId: string, ciphertext: string, extra: Record<string, unknown> = {}): Promise<KmsdResponse<DecryptResponse>> {
   return kmsd.call<DecryptResponse>('POST', `/kms/v1/keys/${keyId}:decrypt`, { ciphertext, ...extra });
 }
 
-export async function decrypt(kmsd: KmsdProcess, keyId: string, ciphertext: string, extra: Record<string, unknown> = {}): Promise<DecryptResponse> {
+export async function decrypt(kmsd: Caller, keyId: string, ciphertext: string, extra: Record<string, unknown> = {}): Promise<DecryptResponse> {
   return ok(await decryptCall(kmsd, keyId, ciphertext, extra));
 }
 

@@ -33,6 +33,12 @@ export interface KmsdOptions {
   readonly dataDir?: string;
   /** Extra environment for the child. KMSD_* variables of the test runner are never inherited. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * `--workers N`; default 1. The suites start a few hundred servers, several at once, on machines
+   * with two cores: one process each keeps that affordable, and workers.test.ts (and the one
+   * multi-node case) tests the workers.
+   */
+  readonly workers?: number;
   /** Extra command-line arguments after `serve`. */
   readonly args?: readonly string[];
   readonly readyTimeoutMs?: number;
@@ -53,6 +59,9 @@ export interface KmsdResponse<T = unknown> {
   readonly text: string;
 }
 
+/** What the API helpers (api.ts, identity.ts) call through: a KmsdProcess, or one pinned connection to it (workers.ts). */
+export type Caller = Pick<KmsdProcess, 'call'>;
+
 export interface ExitResult {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
@@ -71,6 +80,7 @@ function serveArgs(dataDir: string, o: KmsdOptions): string[] {
   else if (o.testClock === 'force') args.push('--test-clock=force');
   if (o.seed !== undefined) args.push('--seed', o.seed);
   if (o.rootKey !== undefined) args.push('--root-key', o.rootKey);
+  args.push('--workers', String(o.workers ?? 1));
   args.push(...(o.args ?? []));
   return args;
 }

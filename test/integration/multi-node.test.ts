@@ -21,11 +21,12 @@ import {
   type Operation,
   type OperationList,
 } from '../helpers/api.js';
-import { disposeAll, newRootKey, startNode, startNodes } from '../helpers/cluster.js';
+import { disposeAll, newRootKey, purgedCount, startNode, startNodes } from '../helpers/cluster.js';
 import { expectStartFailure, tempDir, type KmsdProcess } from '../helpers/kmsd-process.js';
 import { withTestPostgres } from '../helpers/postgres.js';
 import { MIGRATIONS } from '../../src/adapters/store-postgres/migrations.js';
 import { bind, createPrincipal, issueToken } from '../helpers/identity.js';
+import { connectionPerWorker, type PinnedConnection } from '../helpers/workers.js';
 
 await withTestPostgres('several kmsd nodes over one PostgreSQL', (db) => {
   describe('three nodes starting at once on an empty schema', () => {
@@ -216,6 +217,35 @@ await withTestPostgres('several kmsd nodes over one PostgreSQL', (db) => {
     });
   });
 
+  describe('one node with --workers 2: each worker is a node of the change feed', () => {
+    let node: KmsdProcess | undefined;
+    let w: PinnedConnection[] = [];
+    before(async () => {
+      const { url } = await db.freshSchema();
+      node = await startNode(url, { rootKey: newRootKey(), auth: 'iam', workers: 2, readyTimeoutMs: 60_000 });
+      w = await connectionPerWorker(node, 2);
+    });
+    after(async () => {
+      for (const c of w) c.close();
+      await node?.dispose();
+    });
+
+    it('a rotation or a deactivation through one worker holds for the very next request on the other', async () => {
+      const [a, b] = w as [PinnedConnection, PinnedConnection];
+      const key = await createKey(a, { folderId: freshFolder() });
+      const plaintext = Buffer.from('workers over postgres');
+      for (const c of w) assert.equal((await encrypt(c, key.id, plaintext)).versionId, key.primaryVersion.id, 'cached on both workers');
+      for (let round = 0; round < 6; round++) {
+        const rotated = await rotate(w[round % 2]!, key.id);
+        for (const c of w) assert.equal((await encrypt(c, key.id, plaintext)).versionId, rotated.primaryVersion.id, `round ${round}, worker ${c.worker}`);
+      }
+      await update(b, key.id, { updateMask: 'status', status: 'INACTIVE' });
+      for (const c of w) fails(await c.call('POST', `/kms/v1/keys/${key.id}:encrypt`, { plaintext: b64(plaintext) }), 400, 9, /INACTIVE/);
+      await update(a, key.id, { updateMask: 'status', status: 'ACTIVE' });
+      for (const c of w) ok(await c.call('POST', `/kms/v1/keys/${key.id}:encrypt`, { plaintext: b64(plaintext) }));
+    });
+  });
+
   describe('background work falls due on every node and is done once', () => {
     let nodes: KmsdProcess[] = [];
     before(async () => {
@@ -292,18 +322,3 @@ await withTestPostgres('several kmsd nodes over one PostgreSQL', (db) => {
     });
   });
 });
-
-/** Sum of `purged` in the scheduler's "background key work" log lines. */
-function purgedCount(stderr: string): number {
-  let total = 0;
-  for (const line of stderr.split('\n')) {
-    if (!line.includes('background key work')) continue;
-    try {
-      const entry = JSON.parse(line) as { msg?: string; purged?: number };
-      if (entry.msg === 'background key work' && typeof entry.purged === 'number') total += entry.purged;
-    } catch {
-      // a partial line
-    }
-  }
-  return total;
-}

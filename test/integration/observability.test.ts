@@ -13,45 +13,11 @@ import { SymmetricEncryptRequestSchema } from '../../src/gen/yandex/cloud/kms/v1
 import { b64, createKey, decrypt, encrypt, fails, freshFolder, ok, type SymmetricKey } from '../helpers/api.js';
 import { newCaller } from '../helpers/identity.js';
 import { expectStartFailure, KmsdProcess, tempDir } from '../helpers/kmsd-process.js';
+import { sample, scrape, type Sample } from '../helpers/metrics.js';
 
 const ENCRYPT = 'yandex.cloud.kms.v1.SymmetricCryptoService/Encrypt';
 const DECRYPT = 'yandex.cloud.kms.v1.SymmetricCryptoService/Decrypt';
 const GET_KEY = 'yandex.cloud.kms.v1.SymmetricKeyService/Get';
-
-interface Sample {
-  readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-/** The samples of a Prometheus text exposition (no escapes in kmsd's label values). */
-function parseExposition(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(m, `not an exposition line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** The one sample with this name and at least these labels; fails unless exactly one matches. */
-function sample(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number {
-  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  assert.equal(found.length, 1, `${name}${JSON.stringify(labels)}: ${found.length} samples\n${samples.filter((s) => s.name === name).map((s) => JSON.stringify(s)).join('\n')}`);
-  return found[0]!.value;
-}
-
-async function scrape(kmsd: KmsdProcess): Promise<{ text: string; samples: Sample[] }> {
-  const res = await fetch(`${kmsd.baseUrl}/metrics`);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
-  const text = await res.text();
-  return { text, samples: parseExposition(text) };
-}
 
 describe('GET /metrics (Prometheus)', () => {
   let kmsd: KmsdProcess;

@@ -1,10 +1,10 @@
-import type { Change, ChangeFeed, FeedEvent, FeedHandler } from '../../ports/change-feed.js';
+import type { Change, FeedEvent, FeedHandler, PublishingFeed } from '../../ports/change-feed.js';
 
 // The change feed of a store that only one process uses (SQLite): the store publishes each change
 // after its commit, and the handlers hear it before the write returns. It never misses a change,
 // so it is always live.
 
-export class InProcessFeed implements ChangeFeed {
+export class InProcessFeed implements PublishingFeed {
   readonly live = true;
   readonly #handlers = new Set<FeedHandler>();
 

@@ -7,8 +7,8 @@ import type { Principal, TokenRecord } from '../../domain/principal.js';
 import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, type Subject } from '../../domain/access.js';
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
-import type { Change } from '../../ports/change-feed.js';
-import type { AccessBindingChange, AuditAppend, KeyChange, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
+import type { Change, PublishingFeed } from '../../ports/change-feed.js';
+import type { AccessBindingChange, AuditAppend, BackgroundWorkLock, KeyChange, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
 import { InProcessFeed } from '../change-feed/in-process-feed.js';
 import { auditPage, auditQuery, auditRow, sealedAuditRows } from '../store-rows/audit-rows.js';
 import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, snapshotSelect } from '../store-rows/snapshot.js';
@@ -34,8 +34,9 @@ import { prepareStatements, type Statements } from './statements.js';
 // The Store port on one better-sqlite3 connection. better-sqlite3 is synchronous: each method
 // does its work before returning, and the port's promises only keep the PostgreSQL adapter
 // possible. Several processes may share the file; writes take SQLite's write lock up front. Its
-// change feed is in-process: a kmsd node over SQLite is one process, and another process writing
-// the same file is not heard (its changes reach this one's caches only through their TTL).
+// change feed and background-work lock are in-process unless the opener gives others: the workers
+// of `kmsd serve --workers N` share them through their supervisor (src/cluster/); another process
+// writing the same file is not heard (its changes reach this one's caches only through their TTL).
 
 /** Applied in this order when the connection opens. */
 const PRAGMAS = [
@@ -63,13 +64,19 @@ export interface SqliteSettings {
   readonly schemaVersion: number;
 }
 
+/** Who else hears this store's changes and shares its background work; by default, nobody (one process). */
+export interface SqliteSharing {
+  readonly feed?: PublishingFeed;
+  readonly lock?: BackgroundWorkLock;
+}
+
 /** Opens (creating if needed) and migrates the database at `path`; ':memory:' for a private in-memory one. */
-export function openSqliteStore(path: string): SqliteStore {
+export function openSqliteStore(path: string, sharing: SqliteSharing = {}): SqliteStore {
   const db = new Database(path);
   try {
     for (const pragma of PRAGMAS) db.pragma(pragma);
     migrate(db);
-    return new SqliteStore(db);
+    return new SqliteStore(db, sharing);
   } catch (e) {
     db.close();
     throw e;
@@ -98,9 +105,10 @@ const alreadyExists =
 const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
 
 export class SqliteStore implements Store {
-  readonly changes = new InProcessFeed();
-  /** Background jobs running in this process, by name (see exclusively). */
+  readonly changes: PublishingFeed;
+  /** Background jobs running in this process, by name (see exclusively), unless a shared lock was given. */
   private readonly jobs = new Map<string, Promise<unknown>>();
+  private readonly sharedLock: BackgroundWorkLock | undefined;
   private readonly s: Statements;
   private readonly commitTransaction: Database.Transaction<(change: KeyChange) => void>;
   private readonly purgeTransaction: Database.Transaction<(keyId: string) => boolean>;
@@ -108,7 +116,12 @@ export class SqliteStore implements Store {
   private wal: Promise<FileHandle> | undefined;
 
   /** Use openSqliteStore: it sets the pragmas and migrates the schema these statements need. */
-  constructor(private readonly db: Database.Database) {
+  constructor(
+    private readonly db: Database.Database,
+    sharing: SqliteSharing = {},
+  ) {
+    this.changes = sharing.feed ?? new InProcessFeed();
+    this.sharedLock = sharing.lock;
     this.s = prepareStatements(db);
     this.commitTransaction = db.transaction((change: KeyChange) => this.applyKeyChange(change));
     this.purgeTransaction = db.transaction((keyId: string) => this.purge(keyId));
@@ -163,7 +176,7 @@ export class SqliteStore implements Store {
     // IMMEDIATE takes the write lock at BEGIN, waiting up to busy_timeout for another process,
     // instead of failing half-way when a read lock cannot be upgraded.
     this.commitTransaction.immediate(change);
-    this.published({ topic: 'key', id: change.key.id });
+    await this.published({ topic: 'key', id: change.key.id });
   }
 
   async findKeysDueForRotation(now: number, limit: number): Promise<SymmetricKey[]> {
@@ -179,7 +192,7 @@ export class SqliteStore implements Store {
   }
 
   async purgeKey(keyId: string): Promise<void> {
-    if (this.purgeTransaction.immediate(keyId)) this.published({ topic: 'key', id: keyId }, { topic: 'binding', id: `key:${keyId}` });
+    if (this.purgeTransaction.immediate(keyId)) await this.published({ topic: 'key', id: keyId }, { topic: 'binding', id: `key:${keyId}` });
   }
 
   async getOperation(id: string): Promise<Operation | undefined> {
@@ -202,7 +215,7 @@ export class SqliteStore implements Store {
       });
       this.appendAuditRecords(audit);
     });
-    this.published({ topic: 'principal', id: p.id });
+    await this.published({ topic: 'principal', id: p.id });
   }
 
   async listPrincipals(page: PageRequest): Promise<Page<Principal>> {
@@ -219,7 +232,7 @@ export class SqliteStore implements Store {
       this.appendAuditRecords(audit);
       return tokens;
     });
-    if (removed !== undefined) this.published({ topic: 'principal', id }, ...removed.map((t): Change => ({ topic: 'token', id: t })));
+    if (removed !== undefined) await this.published({ topic: 'principal', id }, ...removed.map((t): Change => ({ topic: 'token', id: t })));
     return removed;
   }
 
@@ -233,7 +246,7 @@ export class SqliteStore implements Store {
       this.appendAuditRecords(audit);
       return true;
     });
-    if (revoked) this.published({ topic: 'token', id });
+    if (revoked) await this.published({ topic: 'token', id });
     return revoked;
   }
 
@@ -260,7 +273,7 @@ export class SqliteStore implements Store {
       this.appendAuditRecords(change.audit);
       return deltas;
     });
-    if (effective.length > 0) this.published({ topic: 'binding', id: `${change.scope.type}:${change.scope.id}` });
+    if (effective.length > 0) await this.published({ topic: 'binding', id: `${change.scope.type}:${change.scope.id}` });
     return effective;
   }
 
@@ -328,7 +341,7 @@ export class SqliteStore implements Store {
       });
       this.appendAuditRecords(audit);
     });
-    this.published({ topic: 'token', id: t.id });
+    await this.published({ topic: 'token', id: t.id });
   }
 
   async getToken(id: string): Promise<TokenRecord | undefined> {
@@ -361,11 +374,13 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * One process uses this store, so the lock is in-process: the scheduler's passes and test-clock
-   * runs of one node take turns. Other processes on the same file are kept right by the
-   * revision-checked, IMMEDIATE commits, not by this.
+   * The shared lock when the opener gave one (the workers of --workers); otherwise one process
+   * uses this store, so the lock is in-process: the scheduler's passes and test-clock runs of one
+   * node take turns. Other processes on the same file are kept right by the revision-checked,
+   * IMMEDIATE commits, not by this.
    */
   async exclusively<T>(job: string, options: { readonly wait: boolean }, work: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    if (this.sharedLock) return this.sharedLock.exclusively(job, options, work);
     const running = this.jobs.get(job);
     if (running !== undefined && !options.wait) return { ran: false };
     const turn = (running ?? Promise.resolve()).catch(() => undefined).then(work);
@@ -438,9 +453,9 @@ export class SqliteStore implements Store {
     this.db.close();
   }
 
-  /** Tells this process's caches, once the change has committed. */
-  private published(...changes: Change[]): void {
-    this.changes.publish(changes);
+  /** Tells this process's caches (and the other workers'), once the change has committed. */
+  private async published(...changes: Change[]): Promise<void> {
+    await this.changes.publish(changes);
   }
 
   private insertRecord(r: SnapshotRecord): void {

@@ -1,7 +1,7 @@
 import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 
 // Without --tls-cert/--tls-key kmsd makes its own TLS: on first start a private CA (ECDSA P-256,
 // 10 years) and a server certificate it signs for localhost, 127.0.0.1 and ::1 (1 year), kept in
@@ -9,7 +9,18 @@ import * as x509 from '@peculiar/x509';
 // The server certificate is re-issued from the same CA when it nears expiry, so clients keep
 // trusting it.
 
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+/**
+ * @peculiar/x509, loaded only to make certificates: it is the slowest module kmsd has to load, and
+ * a start that finds its certificate made (every start but the first, and every worker of
+ * --workers) does not need it.
+ */
+let x509Module: Promise<typeof X509> | undefined;
+function loadX509(): Promise<typeof X509> {
+  return (x509Module ??= import('@peculiar/x509').then((x509) => {
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+    return x509;
+  }));
+}
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
@@ -63,7 +74,7 @@ async function importPkcs8Pem(pem: string): Promise<CryptoKey> {
 
 const serial = () => Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
 
-async function issueServerCertificate(ca: x509.X509Certificate, caKey: CryptoKey, now: number): Promise<{ certPem: string; keyPem: string }> {
+async function issueServerCertificate(x509: typeof X509, ca: X509.X509Certificate, caKey: CryptoKey, now: number): Promise<{ certPem: string; keyPem: string }> {
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
@@ -99,6 +110,7 @@ export async function ensureDevCertificates(dataDir: string, now = Date.now()): 
   const files = devTlsFiles(dataDir);
   let generated: TlsMaterial['generated'] = 'none';
   if (!existsSync(files.caFile) || !existsSync(caKeyFile(dataDir))) {
+    const x509 = await loadX509();
     const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
     const ca = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: serial(),
@@ -118,9 +130,10 @@ export async function ensureDevCertificates(dataDir: string, now = Date.now()): 
     generated = 'ca-and-server';
   }
   if (generated !== 'none' || !existsSync(files.certFile) || !existsSync(files.keyFile) || expiresSoon(files.certFile, now)) {
+    const x509 = await loadX509();
     const ca = new x509.X509Certificate(readFileSync(files.caFile, 'utf8'));
     const caKey = await importPkcs8Pem(readFileSync(caKeyFile(dataDir), 'utf8'));
-    const { certPem, keyPem } = await issueServerCertificate(ca, caKey, now);
+    const { certPem, keyPem } = await issueServerCertificate(x509, ca, caKey, now);
     writeAtomically(files.keyFile, keyPem, 0o600);
     writeAtomically(files.certFile, certPem, 0o644);
     if (generated === 'none') generated = 'server';
@@ -135,4 +148,10 @@ export function readOperatorCertificate(certFile: string, keyFile: string): TlsM
   const parsed = new X509Certificate(cert);
   if (!parsed.checkPrivateKey(createPrivateKey(key))) throw new Error(`${keyFile} is not the private key of ${certFile}`);
   return { certFile, keyFile, cert, key, generated: 'none' };
+}
+
+/** The certificate ensureDevCertificates made in `dataDir`, read without making or renewing anything. */
+export function readDevCertificates(dataDir: string): TlsMaterial {
+  const files = devTlsFiles(dataDir);
+  return { ...readOperatorCertificate(files.certFile, files.keyFile), caFile: files.caFile };
 }

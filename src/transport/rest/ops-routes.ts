@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Readiness } from '../../observability/health.js';
-import type { Metrics } from '../../observability/metrics.js';
+import type { Scrape } from '../../observability/metrics.js';
 
 // Operations endpoints on the REST listener, outside the KMS API: no authentication, no audit
 // record, no request metrics of their own. /metrics holds counts and latencies by method and code
@@ -8,14 +8,18 @@ import type { Metrics } from '../../observability/metrics.js';
 // (README: "Metrics and health"); --metrics off removes it.
 
 export interface OpsRoutes {
-  /** Undefined with --metrics off: /metrics then answers 404 like any unknown path. */
-  readonly metrics?: Metrics;
+  /** The exposition (all workers' of --workers, summed); undefined with --metrics off: /metrics then answers 404 like any unknown path. */
+  readonly scrape?: Scrape;
   readonly readiness: Readiness;
+  /** This process's number among the workers of --workers: /healthz says which worker answered. */
+  readonly worker?: number;
 }
 
 export function opsRoutes(o: OpsRoutes) {
   return (app: FastifyInstance): void => {
-    app.get('/healthz', async (_req, reply) => reply.code(200).header('content-type', 'application/json; charset=utf-8').send('{"status":"ok"}'));
+    // A liveness probe reaches one worker per connection; the answer names it.
+    const alive = JSON.stringify(o.worker === undefined ? { status: 'ok' } : { status: 'ok', worker: o.worker });
+    app.get('/healthz', async (_req, reply) => reply.code(200).header('content-type', 'application/json; charset=utf-8').send(alive));
     app.get('/readyz', async (_req, reply) => {
       const report = await o.readiness.probe();
       return reply
@@ -23,10 +27,10 @@ export function opsRoutes(o: OpsRoutes) {
         .header('content-type', 'application/json; charset=utf-8')
         .send(JSON.stringify({ status: report.ready ? 'ready' : 'not ready', checks: report.checks }));
     });
-    const metrics = o.metrics;
-    if (metrics) {
+    const scrape = o.scrape;
+    if (scrape) {
       app.get('/metrics', async (_req, reply) => {
-        const { contentType, body } = await metrics.scrape();
+        const { contentType, body } = await scrape();
         return reply.code(200).header('content-type', contentType).send(body);
       });
     }
