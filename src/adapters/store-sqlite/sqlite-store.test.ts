@@ -218,6 +218,27 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('waits for another process’s write lock to append audit records without stopping the event loop', async () => {
+    const path = tempDbPath();
+    const store = openSqliteStore(path);
+    const other = new Database(path);
+    try {
+      other.exec('BEGIN IMMEDIATE'); // as another worker's commit holds it
+      let appended = false;
+      const append = store.appendAudit({ events: [auditEvent(1)], seal: auditSeal }).then(() => (appended = true));
+      // SQLite's own wait would hold the event loop until its busy timeout, then fail.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(appended, false, 'still waiting for the lock');
+      other.exec('COMMIT');
+      await append;
+      assert.equal((await store.getAuditHead())?.seq, 1);
+      assert.equal(store.settings().busyTimeoutMs, 5000, 'other writes still wait for the lock');
+    } finally {
+      other.close();
+      await store.close();
+    }
+  });
+
   it('answers the listing and background queries with index searches, never a scan or a sort', async () => {
     const path = tempDbPath();
     await openSqliteStore(path).close(); // creates the schema

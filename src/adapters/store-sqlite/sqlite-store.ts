@@ -38,10 +38,13 @@ import { prepareStatements, type Statements } from './statements.js';
 // of `kmsd serve --workers N` share them through their supervisor (src/cluster/); another process
 // writing the same file is not heard (its changes reach this one's caches only through their TTL).
 
+/** How long a write waits for another process's write lock before it fails with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+
 /** Applied in this order when the connection opens. */
 const PRAGMAS = [
   // First, so that the pragmas below wait for a lock held by another process instead of failing.
-  'busy_timeout = 5000',
+  `busy_timeout = ${BUSY_TIMEOUT_MS}`,
   // Readers never block the writer, and a commit is one append to the WAL.
   'journal_mode = WAL',
   // FULL (not the usual NORMAL for WAL) fsyncs the WAL at every commit: an acknowledged write
@@ -285,6 +288,10 @@ export class SqliteStore implements Store {
    * calls whose records these are, hear of success only after that fsync: the same durability as
    * FULL, without the stall. A checkpoint in between is no hazard: in WAL mode SQLite syncs the WAL
    * before copying it into the database and the database after.
+   *
+   * The workers of --workers make these commits all the time, each over its own connection, so the
+   * write lock is often another process's: SQLite's own wait for it (busy_timeout) would stall the
+   * event loop too, so it is tried without waiting, and again a millisecond later meanwhile.
    */
   async appendAudit(append: AuditAppend): Promise<void> {
     if (append.events.length === 0) return;
@@ -292,16 +299,37 @@ export class SqliteStore implements Store {
       this.inTransaction(() => this.appendAuditRecords(append));
       return;
     }
-    this.s.syncNormal.run();
-    try {
-      this.inTransaction(() => this.appendAuditRecords(append));
-    } finally {
-      this.s.syncFull.run();
-    }
+    await this.whenWriteLockFree(() => {
+      this.s.syncNormal.run();
+      try {
+        this.inTransaction(() => this.appendAuditRecords(append));
+      } finally {
+        this.s.syncFull.run();
+      }
+    });
     try {
       await (await this.walFile()).datasync();
     } catch (e) {
       throw new KmsError(Code.Unavailable, 'the audit log cannot be made durable', { cause: e });
+    }
+  }
+
+  /** Runs `write` once SQLite's write lock is free, trying every millisecond for up to the busy timeout. */
+  private async whenWriteLockFree(write: () => void): Promise<void> {
+    const deadline = Date.now() + BUSY_TIMEOUT_MS;
+    for (;;) {
+      // db.pragma prepares it each time: SQLite applies this pragma while compiling the
+      // statement, so a statement prepared once does not reliably apply it when run again.
+      this.db.pragma('busy_timeout = 0');
+      try {
+        write();
+        return;
+      } catch (e) {
+        if (!(e instanceof Database.SqliteError && e.code === 'SQLITE_BUSY') || Date.now() >= deadline) throw e;
+      } finally {
+        this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
 
@@ -404,7 +432,7 @@ export class SqliteStore implements Store {
     // records out cannot take in this connection's writes; in WAL mode it reads one snapshot.
     const reader = new Database(this.db.name, { readonly: true, fileMustExist: true });
     try {
-      reader.pragma('busy_timeout = 5000');
+      reader.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       reader.exec('BEGIN');
       for (const type of SNAPSHOT_ORDER) {
         for (const row of reader.prepare(snapshotSelect(type)).iterate()) yield recordOfRow(MAPPING, type, row as Record<string, unknown>);
