@@ -39,7 +39,7 @@ program
   .addOption(new Option('--scheduler-interval-ms <ms>', `how often due rotations and destructions run [${ENV_VARS.schedulerIntervalMs}] (default 5000)`))
   .addOption(new Option('--log-level <level>', `fatal|error|warn|info|debug|trace|silent [${ENV_VARS.logLevel}] (default info)`))
   .addOption(new Option('--metrics <on|off>', `GET /metrics (Prometheus, unauthenticated) on the REST listener [${ENV_VARS.metrics}] (default on)`))
-  .addOption(new Option('--workers <n>', `processes serving the listeners; 1 runs a single process [${ENV_VARS.workers}] (default: one per core)`))
+  .addOption(new Option('--workers <n>', `processes serving the listeners; 1 runs a single process [${ENV_VARS.workers}] (default: one per core; 1 with --auth none)`))
   .action(serve);
 
 /** The options that say where the store is, shared by serve, backup and restore. */

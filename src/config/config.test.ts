@@ -63,8 +63,10 @@ describe('defaults', () => {
     rejects({ metrics: 'maybe' }, {}, '--metrics', 'KMSD_METRICS');
   });
 
-  it('--workers (KMSD_WORKERS): one process per core unless told, 1 to 256', () => {
+  it('--workers (KMSD_WORKERS): one process per core unless told (one with --auth none), 1 to 256', () => {
     assert.equal(loadServeConfig({}, {}).workers, availableParallelism());
+    assert.equal(loadServeConfig({ auth: 'none' }, {}).workers, 1, 'the development emulator starts fast and small');
+    assert.equal(loadServeConfig({ auth: 'none', workers: '2' }, {}).workers, 2);
     assert.equal(loadServeConfig({ workers: '1' }, {}).workers, 1);
     assert.equal(loadServeConfig({}, { KMSD_WORKERS: '3' }).workers, 3);
     assert.equal(loadServeConfig({ workers: '2' }, { KMSD_WORKERS: '3' }).workers, 2);

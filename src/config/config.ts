@@ -301,7 +301,9 @@ export function loadServeConfig(flags: Flags, env: NodeJS.ProcessEnv): ServeConf
     schedulerIntervalMs: o.schedulerIntervalMs,
     logLevel: o.logLevel,
     metrics: o.metrics === 'on',
-    // One per core by default (issue #7): what the machine can run at once.
-    workers: o.workers ?? availableParallelism(),
+    // One per core by default, to use the machine. Except in development mode: there kmsd is an
+    // emulator that must start in well under a second (DESIGN.md §1), and more processes start
+    // more slowly and take more memory without anyone needing their throughput.
+    workers: o.workers ?? (o.auth === 'none' ? 1 : availableParallelism()),
   });
 }
