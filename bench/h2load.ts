@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { followCpu } from './process-cpu.js';
 import type { Measurement } from './load.js';
 
 // gRPC load with h2load (nghttp2's HTTP/2 benchmarking tool, C): a Node gRPC client saturates at
@@ -145,12 +146,19 @@ interface Exit {
   readonly stdout: string;
   readonly stderr: string;
   readonly error?: Error;
+  /** With followCpu: the CPU seconds the command used (Linux). */
+  readonly cpuSeconds?: number;
 }
 
-function exec(command: string, args: readonly string[], o: { timeoutMs?: number; passThrough?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<Exit> {
+function exec(
+  command: string,
+  args: readonly string[],
+  o: { timeoutMs?: number; passThrough?: boolean; env?: NodeJS.ProcessEnv; followCpu?: boolean } = {},
+): Promise<Exit> {
   return new Promise((resolve) => {
     // passThrough: the child's output goes to our stderr (apt-get's progress), never to stdout.
     const child = spawn(command, args, { stdio: ['ignore', o.passThrough ? 2 : 'pipe', o.passThrough ? 2 : 'pipe'], env: o.env ?? process.env });
+    const cpu = o.followCpu && child.pid !== undefined ? followCpu(child.pid) : undefined;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout?.on('data', (c: Buffer) => out.push(c));
@@ -160,7 +168,14 @@ function exec(command: string, args: readonly string[], o: { timeoutMs?: number;
     child.once('error', (e) => (error = e));
     child.once('close', (code) => {
       clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ...(error ? { error } : {}) });
+      const cpuSeconds = cpu?.stop();
+      resolve({
+        code,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        ...(error ? { error } : {}),
+        ...(cpuSeconds === undefined ? {} : { cpuSeconds }),
+      });
     });
   });
 }
@@ -263,7 +278,7 @@ export async function runH2load(r: H2loadRun): Promise<Measurement & { readonly 
     const fixed = ['-c', String(r.h2Connections), '-m', String(r.streamsPerConnection), '-t', '1', '-D', String(r.durationS), '-d', bodyFile, '--log-file', logFile];
     const headerArgs = (show: (n: string, v: string) => string) => Object.entries(r.headers).flatMap(([n, v]) => ['-H', `${n}: ${show(n, v)}`]);
     const args = [...fixed, ...headerArgs((_, v) => v), r.url];
-    const exit = await exec(r.command, args, { timeoutMs: (r.durationS + 60) * 1000 });
+    const exit = await exec(r.command, args, { timeoutMs: (r.durationS + 60) * 1000, followCpu: true });
     if (exit.error) throw new Error(`h2load did not run: ${exit.error.message}`);
     const output = `${exit.stdout}\n${exit.stderr}`;
     const summary = parseH2loadOutput(output); // throws, quoting the output, when it is not a report
@@ -288,6 +303,7 @@ export async function runH2load(r: H2loadRun): Promise<Measurement & { readonly 
       responses2xx: Math.max(0, summary.requests.succeeded - noMessage),
       durationS: r.durationS,
       statusCodes,
+      ...(exit.cpuSeconds === undefined ? {} : { generatorCpuSeconds: exit.cpuSeconds }),
       h2load: {
         shape,
         args: [...fixed, ...headerArgs(redact), r.url],

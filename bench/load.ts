@@ -24,10 +24,14 @@ export interface Measurement {
   readonly responses2xx: number;
   readonly durationS: number;
   readonly statusCodes: Readonly<Record<string, number>>;
+  /** CPU seconds the load generator used (autocannon: the runner's process; h2load: its process). */
+  readonly generatorCpuSeconds?: number;
 }
 
 export async function runAutocannon(req: HttpRequestSpec, o: { connections: number; durationS: number }): Promise<Measurement> {
   const nextPath = req.nextPath;
+  // autocannon runs in this process, which does nothing else meanwhile.
+  const cpuBefore = process.cpuUsage();
   const r = await autocannon({
     url: req.url,
     method: req.method,
@@ -39,6 +43,7 @@ export async function runAutocannon(req: HttpRequestSpec, o: { connections: numb
     pipelining: 1,
     timeout: 10,
   });
+  const cpu = process.cpuUsage(cpuBefore);
   const statusCodes: Record<string, number> = {};
   for (const [code, s] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = s.count ?? 0;
   return {
@@ -51,5 +56,6 @@ export async function runAutocannon(req: HttpRequestSpec, o: { connections: numb
     responses2xx: r['2xx'],
     durationS: r.duration,
     statusCodes,
+    generatorCpuSeconds: (cpu.user + cpu.system) / 1e6,
   };
 }

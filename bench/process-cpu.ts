@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 // CPU time a target's server process spends, read from /proc (Linux). Requests per second depend
 // on what else the machine runs — the load generator on the other core, a test suite beside the
@@ -28,4 +28,54 @@ export function processCpuSeconds(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The parent of `pid`, or undefined when it is gone. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU seconds used so far by `pid` and every live process under it: a server that runs in several
+ * processes (`kmsd serve --workers N`: a supervisor and its workers) is all of them.
+ */
+export function treeCpuSeconds(pid: number): number | undefined {
+  const own = processCpuSeconds(pid);
+  if (own === undefined) return undefined;
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    const p = Number(entry);
+    const parent = Number.isInteger(p) ? parentOf(p) : undefined;
+    if (parent !== undefined) children.set(parent, [...(children.get(parent) ?? []), p]);
+  }
+  let total = own;
+  const pending = [...(children.get(pid) ?? [])];
+  while (pending.length > 0) {
+    const p = pending.pop()!;
+    total += processCpuSeconds(p) ?? 0;
+    pending.push(...(children.get(p) ?? []));
+  }
+  return total;
+}
+
+/**
+ * Follows the CPU time of a process that will exit by itself (a load generator run as a child): read
+ * every `everyMs` while it runs; the last reading stands once it is gone.
+ */
+export function followCpu(pid: number, everyMs = 100): { stop(): number | undefined } {
+  let last = processCpuSeconds(pid);
+  const timer = setInterval(() => {
+    last = processCpuSeconds(pid) ?? last;
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return last;
+    },
+  };
 }

@@ -11,8 +11,14 @@ export interface ResultRow {
   readonly measurement: Measurement;
   /** undefined when BENCH_WARMUP=0. */
   readonly warmup: Measurement | undefined;
-  /** The server process's CPU time per answered request during the measurement (µs); undefined without /proc. */
+  /** The server's CPU time (all its processes) per answered request during the measurement (µs); undefined without /proc. */
   readonly serverCpuUsPerRequest: number | undefined;
+  /**
+   * Cores busy during the measurement (CPU seconds ÷ wall seconds, Linux only): the server with all
+   * its processes, and the load generator, which shares the machine's cores with it.
+   */
+  readonly serverCores?: number;
+  readonly generatorCores?: number;
 }
 
 export interface RatioRow {
@@ -40,7 +46,8 @@ export function ratios(rows: readonly ResultRow[]): RatioRow[] {
 }
 
 export function formatTable(rows: readonly ResultRow[], ratioRows: readonly RatioRow[]): string {
-  const header = ['scenario', 'target', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'cpu µs/req', 'ratio', 'cpu ratio'];
+  const header = ['scenario', 'target', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'cpu µs/req', 'srv cores', 'gen cores', 'ratio', 'cpu ratio'];
+  const coresText = (c: number | undefined) => (c === undefined ? '' : c.toFixed(2));
   const body = rows.map((r) => {
     const m = r.measurement;
     const ratio = r.role === 'subject' ? ratioRows.find((x) => x.scenario === r.scenario && x.subject === r.target) : undefined;
@@ -54,6 +61,8 @@ export function formatTable(rows: readonly ResultRow[], ratioRows: readonly Rati
       String(m.non2xx),
       String(m.errors),
       r.serverCpuUsPerRequest === undefined ? '' : r.serverCpuUsPerRequest.toFixed(0),
+      coresText(r.serverCores),
+      coresText(r.generatorCores),
       ratio ? ratio.reqPerSecRatio.toFixed(2) : '',
       ratio?.cpuRatio === undefined ? '' : ratio.cpuRatio.toFixed(2),
     ];

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAllChildren, type StopResult } from './child.js';
-import { processCpuSeconds } from './process-cpu.js';
+import { treeCpuSeconds } from './process-cpu.js';
 import { formatTable, ratios, type ResultRow } from './report.js';
 import { SCENARIOS, type Scenario } from './scenarios.js';
 import { TARGETS, type RunningTarget } from './targets.js';
@@ -193,13 +193,20 @@ async function main(): Promise<void> {
         const warmup = config.warmupS > 0 ? await s.measure(t, { ...o, durationS: config.warmupS }) : undefined;
         if (warmup) checkRun(s, name, 'warm-up', warmup);
         log(`${s.name} / ${name}: measuring ${config.durationS} s (${s.connections === undefined ? shapes[s.generator] : `${s.connections} connections`})`);
-        const cpuBefore = processCpuSeconds(t.process.pid);
+        // The server's CPU is that of its process and of every process under it (--workers).
+        const cpuBefore = treeCpuSeconds(t.process.pid);
+        const started = performance.now();
         const m = await s.measure(t, { ...o, durationS: config.durationS });
-        const cpuAfter = processCpuSeconds(t.process.pid);
+        const wallS = (performance.now() - started) / 1000;
+        const cpuAfter = treeCpuSeconds(t.process.pid);
         checkRun(s, name, 'measurement', m);
         const answered = m.responses2xx + m.non2xx;
         const serverCpuUsPerRequest = cpuBefore === undefined || cpuAfter === undefined || answered === 0 ? undefined : ((cpuAfter - cpuBefore) * 1e6) / answered;
-        rows.push({ scenario: s.name, target: name, role, connections: o.connections, measurement: m, warmup, serverCpuUsPerRequest });
+        const cores = {
+          ...(cpuBefore === undefined || cpuAfter === undefined ? {} : { serverCores: (cpuAfter - cpuBefore) / wallS }),
+          ...(m.generatorCpuSeconds === undefined ? {} : { generatorCores: m.generatorCpuSeconds / wallS }),
+        };
+        rows.push({ scenario: s.name, target: name, role, connections: o.connections, measurement: m, warmup, serverCpuUsPerRequest, ...cores });
       } catch (e) {
         failures.push(`${s.name} / ${name}: ${errorText(e)}`);
       }
@@ -215,7 +222,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${machine.cpu} × ${machine.cores}, node ${machine.node}, ${machine.os}\n`);
   for (const g of used) process.stdout.write(`${g === 'h2load' ? 'gRPC' : 'REST'}: ${shapes[g]} (${tools[g] ?? g})\n`);
   process.stdout.write(
-    `warm-up ${config.warmupS} s, measured ${config.durationS} s per run; ratio = subject req/s ÷ baseline req/s (kmsd ÷ bare server; the AES_256_HSM row: kmsd-hsm ÷ kmsd with AES_256; the "PostgreSQL vs SQLite store" rows: kmsd-postgres ÷ kmsd); cpu µs/req = the server process's CPU time per answered request, cpu ratio = baseline's ÷ subject's\n\n`,
+    `warm-up ${config.warmupS} s, measured ${config.durationS} s per run; ratio = subject req/s ÷ baseline req/s (kmsd ÷ bare server; the AES_256_HSM row: kmsd-hsm ÷ kmsd with AES_256; the "PostgreSQL vs SQLite store" rows: kmsd-postgres ÷ kmsd; the "--workers vs one process" rows: kmsd-workers ÷ kmsd); cpu µs/req = the server's CPU time (all its processes) per answered request, cpu ratio = baseline's ÷ subject's; srv/gen cores = CPU the server and the load generator used ÷ wall time\n\n`,
   );
   process.stdout.write(`${formatTable(rows, ratioRows)}\n`);
   for (const [reason, names] of groupByReason(skipped)) process.stdout.write(`\nSKIPPED, not measured: ${names.join(', ')}\n  ${reason}\n`);

@@ -188,6 +188,8 @@ function grpcCryptoScenario<I extends DescMessage, O extends DescMessage>(p: {
   check: (answer: MessageShape<O>, t: RunningTarget) => string | undefined;
   /** Runs once per target before the first request is built (Decrypt: make a ciphertext). */
   prepare?: (t: RunningTarget) => Promise<void>;
+  baseline?: string;
+  subject?: string;
 }): Scenario {
   const path = `/${SymmetricCryptoService.typeName}/${p.method}`;
   // Per target: the request body (built once, so verify and measure send the same bytes) and the
@@ -201,8 +203,8 @@ function grpcCryptoScenario<I extends DescMessage, O extends DescMessage>(p: {
   };
   return {
     name: p.name,
-    baseline: 'baseline-grpc',
-    subject: 'kmsd',
+    baseline: p.baseline ?? 'baseline-grpc',
+    subject: p.subject ?? 'kmsd',
     generator: 'h2load',
     async prerequisite(log) {
       const a = await h2loadOnce(log);
@@ -339,6 +341,29 @@ const decryptBody = async (t: RunningTarget) => ({ ciphertext: await restCiphert
 /** The issue's latency target: p99 ≤ 5 ms at 16 connections. */
 const LATENCY_CONNECTIONS = 16;
 
+const GRPC_GENERATE_DATA_KEY = {
+  method: 'GenerateDataKey',
+  input: GenerateDataKeyRequestSchema,
+  output: GenerateDataKeyResponseSchema,
+  request: (t: RunningTarget) => create(GenerateDataKeyRequestSchema, { keyId: t.keyId, aadContext: AAD_BYTES }),
+  check: (a: MessageShape<typeof GenerateDataKeyResponseSchema>, t: RunningTarget) => {
+    if (a.keyId !== t.keyId) return 'wrong keyId';
+    if (a.dataKeyPlaintext.length !== 32) return 'dataKeyPlaintext is not 32 bytes';
+    return checkCiphertext(a.dataKeyCiphertext, a.versionId, 32);
+  },
+};
+
+const GRPC_ENCRYPT = {
+  method: 'Encrypt',
+  input: SymmetricEncryptRequestSchema,
+  output: SymmetricEncryptResponseSchema,
+  request: (t: RunningTarget) => create(SymmetricEncryptRequestSchema, { keyId: t.keyId, plaintext: PLAINTEXT_64_BYTES, aadContext: AAD_BYTES }),
+  check: (a: MessageShape<typeof SymmetricEncryptResponseSchema>, t: RunningTarget) => (a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64)),
+};
+
+/** kmsd in one worker process per core (subject) against kmsd in one process (baseline). */
+const WORKERS_PAIR = { baseline: 'kmsd', subject: 'kmsd-workers' } as const;
+
 export const SCENARIOS: readonly Scenario[] = [
   restCryptoScenario({ name: 'REST GenerateDataKey', verb: 'generateDataKey', body: { aadContext: AAD_CONTEXT }, check: checkDataKey }),
   restCryptoScenario({ name: 'REST Encrypt 64 B', verb: 'encrypt', body: { plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT }, check: checkEncrypt }),
@@ -387,26 +412,8 @@ export const SCENARIOS: readonly Scenario[] = [
     baseline: 'kmsd',
     subject: 'kmsd-hsm',
   }),
-  grpcCryptoScenario({
-    name: 'gRPC GenerateDataKey',
-    method: 'GenerateDataKey',
-    input: GenerateDataKeyRequestSchema,
-    output: GenerateDataKeyResponseSchema,
-    request: (t) => create(GenerateDataKeyRequestSchema, { keyId: t.keyId, aadContext: AAD_BYTES }),
-    check: (a, t) => {
-      if (a.keyId !== t.keyId) return 'wrong keyId';
-      if (a.dataKeyPlaintext.length !== 32) return 'dataKeyPlaintext is not 32 bytes';
-      return checkCiphertext(a.dataKeyCiphertext, a.versionId, 32);
-    },
-  }),
-  grpcCryptoScenario({
-    name: 'gRPC Encrypt 64 B',
-    method: 'Encrypt',
-    input: SymmetricEncryptRequestSchema,
-    output: SymmetricEncryptResponseSchema,
-    request: (t) => create(SymmetricEncryptRequestSchema, { keyId: t.keyId, plaintext: PLAINTEXT_64_BYTES, aadContext: AAD_BYTES }),
-    check: (a, t) => (a.keyId !== t.keyId ? 'wrong keyId' : checkCiphertext(a.ciphertext, a.versionId, 64)),
-  }),
+  grpcCryptoScenario({ name: 'gRPC GenerateDataKey', ...GRPC_GENERATE_DATA_KEY }),
+  grpcCryptoScenario({ name: 'gRPC Encrypt 64 B', ...GRPC_ENCRYPT }),
   // The PostgreSQL store against the SQLite store: crypto calls never touch the store (target:
   // ratio ≥ 0.90); management calls write to it.
   restCryptoScenario({
@@ -431,6 +438,13 @@ export const SCENARIOS: readonly Scenario[] = [
   }),
   createKeyScenario({ name: 'REST CreateSymmetricKey, PostgreSQL vs SQLite store', baseline: 'kmsd', subject: 'kmsd-postgres' }),
   rotateScenario({ name: 'REST Rotate, PostgreSQL vs SQLite store', baseline: 'kmsd', subject: 'kmsd-postgres' }),
+  // One worker per core against one process, both kmsd (target 3 of issue #7: a ratio of at least
+  // 1.5 on 2 cores). The load generator shares those cores: the "gen cores" column says how much
+  // of them it took.
+  restCryptoScenario({ name: 'REST GenerateDataKey, --workers vs one process', verb: 'generateDataKey', body: { aadContext: AAD_CONTEXT }, check: checkDataKey, ...WORKERS_PAIR }),
+  restCryptoScenario({ name: 'REST Encrypt 64 B, --workers vs one process', verb: 'encrypt', body: { plaintext: PLAINTEXT_64, aadContext: AAD_CONTEXT }, check: checkEncrypt, ...WORKERS_PAIR }),
+  grpcCryptoScenario({ name: 'gRPC GenerateDataKey, --workers vs one process', ...GRPC_GENERATE_DATA_KEY, ...WORKERS_PAIR }),
+  grpcCryptoScenario({ name: 'gRPC Encrypt 64 B, --workers vs one process', ...GRPC_ENCRYPT, ...WORKERS_PAIR }),
   grpcCryptoScenario({
     name: 'gRPC Decrypt 64 B',
     method: 'Decrypt',

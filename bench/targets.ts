@@ -2,15 +2,16 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startServer, type ServerProcess, type StopResult } from './child.js';
 
 // The servers a scenario can load. A target is started once, shared by every scenario that names
 // it, and stopped at the end of the run. kmsd runs on SQLite (`kmsd`), with its root key in an HSM
-// (`kmsd-hsm`) and on PostgreSQL (`kmsd-postgres`); other configurations are more entries in TARGETS. kmsd serves REST and gRPC from one process; each transport has its own bare
-// baseline process.
+// (`kmsd-hsm`), on PostgreSQL (`kmsd-postgres`) and in one worker process per core (`kmsd-workers`);
+// other configurations are more entries in TARGETS. kmsd serves REST and gRPC from one process (one
+// per worker); each transport has its own bare baseline process.
 
 export interface GrpcEndpoint {
   /** host:port of the TLS gRPC listener. */
@@ -134,7 +135,11 @@ interface TargetSetup {
   cleanup?(): Promise<void>;
 }
 
-function kmsdTarget(p: { name: string; description: string; algorithm: string; setup?: () => TargetSetup | Promise<TargetSetup> }): TargetDef {
+/**
+ * A kmsd target. `workers`: `--workers` (default 1, a single process, so that the ratios against the
+ * bare one-process baselines and between kmsd configurations compare one process each).
+ */
+function kmsdTarget(p: { name: string; description: string; algorithm: string; workers?: number; setup?: () => TargetSetup | Promise<TargetSetup> }): TargetDef {
   return {
     name: p.name,
     description: p.description,
@@ -152,7 +157,13 @@ function kmsdTarget(p: { name: string; description: string; algorithm: string; s
         proc = await startServer({
           name: p.name,
           command: process.execPath,
-          args: [...ctx.nodeArgs(p.name), entry, 'serve', '--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn', ...extra.args],
+          args: [
+            ...ctx.nodeArgs(p.name),
+            entry,
+            'serve',
+            ...['--data-dir', dataDir, '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', '--auth', 'iam', '--log-level', 'warn', '--workers', String(p.workers ?? 1)],
+            ...extra.args,
+          ],
           cwd: ctx.root,
           env: extra.env,
         });
@@ -194,8 +205,17 @@ function kmsdTarget(p: { name: string; description: string; algorithm: string; s
 
 const kmsdSqlite = kmsdTarget({
   name: 'kmsd',
-  description: 'kmsd serve, SQLite store, --auth iam (a service account with kms.keys.encrypterDecrypter on the key), audit on, REST and TLS gRPC (dist/cli/kmsd.js); an AES_256 key',
+  description:
+    'kmsd serve --workers 1, SQLite store, --auth iam (a service account with kms.keys.encrypterDecrypter on the key), audit on, REST and TLS gRPC (dist/cli/kmsd.js); an AES_256 key',
   algorithm: 'AES_256',
+});
+
+/** The same server in one worker process per core (node:cluster): against `kmsd`, what the other cores add. */
+const kmsdWorkers = kmsdTarget({
+  name: 'kmsd-workers',
+  description: `kmsd serve as \`kmsd\`, but --workers ${availableParallelism()} (one per core: a supervisor and ${availableParallelism()} worker processes sharing the listeners)`,
+  algorithm: 'AES_256',
+  workers: availableParallelism(),
 });
 
 /**
@@ -294,4 +314,4 @@ export async function createKey(origin: string, headers: Readonly<Record<string,
   return keyId;
 }
 
-export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdAuditOff, kmsdHsm, kmsdPostgres];
+export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdWorkers, kmsdAuditOff, kmsdHsm, kmsdPostgres];
