@@ -49,18 +49,3 @@ export async function disposeAll(nodes: readonly (KmsdProcess | undefined)[]): P
   const failed = results.find((r) => r.status === 'rejected');
   if (failed) throw failed.reason;
 }
-
-/** Sum of `purged` in the scheduler's "background key work" log lines. */
-export function purgedCount(stderr: string): number {
-  let total = 0;
-  for (const line of stderr.split('\n')) {
-    if (!line.includes('background key work')) continue;
-    try {
-      const entry = JSON.parse(line) as { msg?: string; purged?: number };
-      if (entry.msg === 'background key work' && typeof entry.purged === 'number') total += entry.purged;
-    } catch {
-      // a partial line
-    }
-  }
-  return total;
-}

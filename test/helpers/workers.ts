@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Caller, KmsdProcess, KmsdResponse } from './kmsd-process.js';
+import { logLines } from './logs.js';
 
 export class PinnedConnection implements Caller {
   readonly #agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -82,20 +83,6 @@ export async function connectionPerWorker(kmsd: KmsdProcess, workers: number): P
   const found = [...byWorker.keys()].sort();
   assert.equal(byWorker.size, workers, `connections reached only workers ${found.join(', ')} of ${workers}`);
   return found.map((w) => byWorker.get(w)!);
-}
-
-/** The JSON log lines of kmsd's stderr (partial lines skipped). */
-export function logLines(stderr: string): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of stderr.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial line
-    }
-  }
-  return out;
 }
 
 /** Each slot's current worker process, from the supervisor's "worker listening" lines. */

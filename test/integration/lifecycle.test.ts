@@ -28,6 +28,7 @@ import {
   type OperationList,
 } from '../helpers/api.js';
 import { expectStartFailure, KmsdProcess, tempDir } from '../helpers/kmsd-process.js';
+import { purgedCount } from '../helpers/logs.js';
 
 const HOUR_S = 3_600;
 
@@ -37,21 +38,6 @@ async function advance(kmsd: KmsdProcess, seconds: number): Promise<number> {
   assert.deepEqual(Object.keys(res), ['now']);
   assert.match(res.now, RFC3339_RE);
   return Date.parse(res.now);
-}
-
-/** Sum of `purged` over the scheduler's "background key work" log lines so far. */
-function purgedSoFar(kmsd: KmsdProcess): number {
-  let total = 0;
-  for (const line of kmsd.stderr.split('\n')) {
-    if (!line.includes('background key work')) continue;
-    try {
-      const entry = JSON.parse(line) as { msg?: string; purged?: number };
-      if (entry.msg === 'background key work' && typeof entry.purged === 'number') total += entry.purged;
-    } catch {
-      // a partial line
-    }
-  }
-  return total;
 }
 
 describe('background work with --test-clock (--auth none)', () => {
@@ -226,7 +212,7 @@ describe('background work with --test-clock (--auth none)', () => {
     const key = await createKey(kmsd, { folderId });
     const ct = await encrypt(kmsd, key.id, 'gone');
     const del = ok(await kmsd.call<Operation>('DELETE', `/kms/v1/keys/${key.id}`));
-    const purgedBefore = purgedSoFar(kmsd);
+    const purgedBefore = purgedCount(kmsd.stderr);
 
     const assertGone = async () => {
       fails(await kmsd.call('GET', `/kms/v1/keys/${key.id}`), 404, 5);
@@ -239,12 +225,12 @@ describe('background work with --test-clock (--auth none)', () => {
 
     await advance(kmsd, 72 * HOUR_S - 60);
     await sleep(200); // logs are written asynchronously
-    assert.equal(purgedSoFar(kmsd), purgedBefore, 'not purged before 72 h');
+    assert.equal(purgedCount(kmsd.stderr), purgedBefore, 'not purged before 72 h');
     await assertGone();
 
     await advance(kmsd, 61);
-    for (let i = 0; i < 50 && purgedSoFar(kmsd) === purgedBefore; i++) await sleep(50);
-    assert.equal(purgedSoFar(kmsd), purgedBefore + 1, 'purged once 72 h have passed');
+    for (let i = 0; i < 50 && purgedCount(kmsd.stderr) === purgedBefore; i++) await sleep(50);
+    assert.equal(purgedCount(kmsd.stderr), purgedBefore + 1, 'purged once 72 h have passed');
     await assertGone();
     // The delete operation stays readable after the purge.
     assert.deepEqual(ok(await kmsd.call('GET', `/operations/${del.id}`)), del);

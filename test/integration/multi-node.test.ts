@@ -21,7 +21,8 @@ import {
   type Operation,
   type OperationList,
 } from '../helpers/api.js';
-import { disposeAll, newRootKey, purgedCount, startNode, startNodes } from '../helpers/cluster.js';
+import { disposeAll, newRootKey, startNode, startNodes } from '../helpers/cluster.js';
+import { purgedCount } from '../helpers/logs.js';
 import { expectStartFailure, tempDir, type KmsdProcess } from '../helpers/kmsd-process.js';
 import { withTestPostgres } from '../helpers/postgres.js';
 import { MIGRATIONS } from '../../src/adapters/store-postgres/migrations.js';

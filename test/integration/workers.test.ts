@@ -26,12 +26,12 @@ import {
   type Operation,
   type OperationList,
 } from '../helpers/api.js';
-import { purgedCount } from '../helpers/cluster.js';
+import { logLines, purgedCount } from '../helpers/logs.js';
 import { bind, createPrincipal, issueToken } from '../helpers/identity.js';
 import { expectStartFailure, KMSD_BIN, KmsdProcess, tempDir, type Caller } from '../helpers/kmsd-process.js';
 import { sample, scrape, type Sample } from '../helpers/metrics.js';
 import { RPC, viaGrpc } from '../helpers/rpc.js';
-import { connectionPerWorker, logLines, PinnedConnection, workerPids } from '../helpers/workers.js';
+import { connectionPerWorker, PinnedConnection, workerPids } from '../helpers/workers.js';
 
 const WORKERS = 2;
 /** Three processes load kmsd at once on a machine whose two cores the other suites share. */
