@@ -38,7 +38,9 @@ export interface UsableVersion {
 
 /** A version of a loaded key: its wrapped material until first use, then the usable version. */
 interface Slot {
-  readonly loaded: LoadedVersion;
+  readonly version: KeyVersion;
+  /** Dropped once the unwrapped material is kept. */
+  wrapped?: Buffer;
   usable?: UsableVersion;
   /** The unwrap in flight: concurrent first uses of the version share it. */
   opening?: Promise<UsableVersion>;
@@ -78,7 +80,8 @@ function wipeAfterTurn(usable: UsableVersion | undefined): void {
 }
 
 function entryOf(loaded: KeyWithVersions): Entry {
-  return { key: loaded.key, versions: new Map(loaded.versions.map((v) => [v.version.id, { loaded: v }])) };
+  const slot = (v: LoadedVersion): Slot => (v.wrappedMaterial ? { version: v.version, wrapped: v.wrappedMaterial } : { version: v.version });
+  return { key: loaded.key, versions: new Map(loaded.versions.map((v) => [v.version.id, slot(v)])) };
 }
 
 export class KeyCache {
@@ -172,18 +175,22 @@ export class KeyCache {
     }
     this.stats.versionMisses++;
     if (!keep) {
-      return this.#open(entry.key.id, slot.loaded).then((usable) => {
+      return this.#open(entry.key.id, slot).then((usable) => {
         wipeAfterTurn(usable); // nothing keeps it, so nothing would wipe it later
         return usable;
       });
     }
     const epoch = this.#epoch;
-    slot.opening ??= this.#open(entry.key.id, slot.loaded).then(
+    slot.opening ??= this.#open(entry.key.id, slot).then(
       (usable) => {
         slot.opening = undefined;
         // Kept only while the entry is still the cached one; otherwise nothing would ever wipe it.
-        if (epoch === this.#epoch && this.#entries.peek(entry.key.id) === entry) slot.usable = usable;
-        else wipeAfterTurn(usable);
+        if (epoch === this.#epoch && this.#entries.peek(entry.key.id) === entry) {
+          slot.usable = usable;
+          delete slot.wrapped;
+        } else {
+          wipeAfterTurn(usable);
+        }
         return usable;
       },
       (e: unknown) => {
@@ -204,8 +211,8 @@ export class KeyCache {
   }
 
   /** Unwraps (or opens in the HSM) the material of an ACTIVE version; other versions have none. */
-  async #open(keyId: string, loaded: LoadedVersion): Promise<UsableVersion> {
-    const { version, wrappedMaterial } = loaded;
+  async #open(keyId: string, slot: Pick<Slot, 'version' | 'wrapped'>): Promise<UsableVersion> {
+    const { version, wrapped: wrappedMaterial } = slot;
     if (version.status !== 'ACTIVE' || !wrappedMaterial) return { version };
     if (version.hostedByHsm && !this.#hsm) return { version };
     this.stats.unwraps++;
