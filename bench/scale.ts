@@ -5,6 +5,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAllChildren } from './child.js';
+import { envNumber } from './env.js';
 import { runAutocannon, type HttpRequestSpec, type Measurement } from './load.js';
 import { processCpuSeconds } from './process-cpu.js';
 import { LIST_FOLDER } from './seed-keys.js';
@@ -23,17 +24,6 @@ import { kmsdScale, TARGETS, type RunningTarget } from './targets.js';
 // target was missed.
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-
-function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) {
-    process.stderr.write(`bench: ${name} must be a number ≥ ${min}, got "${raw}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const PARTS = ['hot', 'cold', 'list', 'memory'] as const;
 type Part = (typeof PARTS)[number];
@@ -139,6 +129,23 @@ function storeCallsBetween(before: Map<string, number>, after: Map<string, numbe
   return calls;
 }
 
+/**
+ * A scrape once the server has finished the calls still in flight when the load stopped (autocannon
+ * does not wait for them): two scrapes in a row that agree on the calls answered and the store calls.
+ */
+async function settled(t: RunningTarget): Promise<Map<string, number>> {
+  const sig = (m: Map<string, number>) =>
+    [...m].filter(([name]) => name.startsWith('kmsd_requests_total') || name.startsWith('kmsd_store_call_duration_seconds_count')).map(([n, v]) => `${n}=${v}`).join();
+  let last = await scrape(t);
+  for (let i = 0; i < 40; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    const next = await scrape(t);
+    if (sig(next) === sig(last)) return next;
+    last = next;
+  }
+  return last;
+}
+
 const between = (before: Map<string, number>, after: Map<string, number>, series: string) => (after.get(series) ?? 0) - (before.get(series) ?? 0);
 
 /** The growth of every series whose name and labels match. */
@@ -236,7 +243,7 @@ async function main() {
     const cold = shuffled(bulk.filter((id) => !hotSet.has(id)));
     const before = await scrape(scale);
     const m = await measure('cold: kmsd-100k, a key not used before on every request', scale, encrypts(scale, cold), { warmupS: 0, durationS: config.durationS });
-    const after = await scrape(scale);
+    const after = await settled(scale);
     // Counted by the server: autocannon stops counting the calls in flight when its time is up.
     const answered = sumBetween(before, after, /^kmsd_requests_total\{[^}]*method="[^"]*Encrypt"/);
     const calls = storeCallsBetween(before, after);

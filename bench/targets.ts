@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startServer, type ServerProcess, type StopResult } from './child.js';
+import { envNumber } from './env.js';
 import { BULK_FOLDER, LIST_FOLDER, seedKeys, type SeededKeys } from './seed-keys.js';
 
 // The servers a scenario can load. A target is started once, shared by every scenario that names
@@ -306,15 +307,6 @@ export async function createKey(origin: string, headers: Readonly<Record<string,
   return keyId;
 }
 
-/** A positive integer from the environment, or `fallback`. */
-function envCount(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name} must be a whole number ≥ 0, got "${raw}"`);
-  return n;
-}
-
 /**
  * kmsd serve on a data directory seeded with BENCH_SCALE_KEYS keys (bench/seed-keys.ts):
  * BENCH_SCALE_LIST_KEYS of them in one folder for List, BENCH_SCALE_EXTRA_VERSIONS of them rotated
@@ -329,12 +321,12 @@ export const kmsdScale = kmsdTarget({
     return { args: cacheMaxKeys ? ['--cache-max-keys', cacheMaxKeys] : [], env: process.env };
   },
   async seed(dataDir) {
-    const keys = envCount('BENCH_SCALE_KEYS', 100_000);
+    const keys = Math.round(envNumber('BENCH_SCALE_KEYS', 100_000, 1));
     const seeded = await seedKeys({
       dataDir,
       keys,
-      listKeys: Math.min(keys, envCount('BENCH_SCALE_LIST_KEYS', 10_000)),
-      extraVersions: envCount('BENCH_SCALE_EXTRA_VERSIONS', 1_000),
+      listKeys: Math.min(keys, Math.round(envNumber('BENCH_SCALE_LIST_KEYS', 10_000, 0))),
+      extraVersions: Math.round(envNumber('BENCH_SCALE_EXTRA_VERSIONS', 1_000, 0)),
       log: (m) => process.stderr.write(`bench: kmsd-100k: ${m}\n`),
     });
     return { seeded, folders: [LIST_FOLDER, BULK_FOLDER] };
