@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { setFlagsFromString } from 'node:v8';
 import { ENV_VARS, loadServeConfig, loadStoreConfig, type StoreConfig } from '../config/config.js';
 import { BackupFormatError } from '../backup/backup-file.js';
 import { isKmsError } from '../errors/kms-error.js';
@@ -42,12 +41,6 @@ program
   .addOption(new Option('--metrics <on|off>', `GET /metrics (Prometheus, unauthenticated) on the REST listener [${ENV_VARS.metrics}] (default on)`))
   .action(async (flags: Record<string, string | boolean>) => {
     const config = configOrExit(() => loadServeConfig(flags, process.env));
-    // V8 otherwise lets the heap grow to several times what is live before it collects: under
-    // sustained load with keys coming and going from the key cache, RSS rose past 300 MB over a
-    // live heap of 60 MB. Optimising for size keeps it near what is live (bench/README.md, "Scale";
-    // issue #7: under 200 MB at 100 000 keys). V8 reads this flag at each collection, so setting
-    // it at start works whichever way node was launched.
-    setFlagsFromString('--optimize-for-size');
     const logger = createLogger(config);
     let server;
     try {
