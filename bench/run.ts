@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killAllChildren, type StopResult } from './child.js';
+import { envNumber } from './env.js';
 import { treeCpuSeconds } from './process-cpu.js';
 import { formatTable, ratios, type ResultRow } from './report.js';
 import { SCENARIOS, type Scenario } from './scenarios.js';
@@ -19,17 +20,6 @@ import { TARGETS, type RunningTarget } from './targets.js';
 // with a warning, without failing the run. See bench/README.md.
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-
-function envNumber(name: string, fallback: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) {
-    process.stderr.write(`bench: ${name} must be a number ≥ ${min}, got "${raw}"\n`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const config = {
   connections: Math.round(envNumber('BENCH_CONNECTIONS', 64, 1)),

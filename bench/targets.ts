@@ -6,6 +6,8 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { startServer, type ServerProcess, type StopResult } from './child.js';
+import { envNumber } from './env.js';
+import { BULK_FOLDER, LIST_FOLDER, seedKeys, type SeededKeys } from './seed-keys.js';
 
 // The servers a scenario can load. A target is started once, shared by every scenario that names
 // it, and stopped at the end of the run. kmsd runs on SQLite (`kmsd`), with its root key in an HSM
@@ -32,6 +34,8 @@ export interface RunningTarget {
   readonly adminHeaders?: Readonly<Record<string, string>>;
   /** The key the crypto scenarios use. */
   readonly keyId: string;
+  /** The keys seeded into the data directory before the server started (kmsd-100k). */
+  readonly seeded?: SeededKeys;
   readonly process: ServerProcess;
   stop(): Promise<StopResult>;
 }
@@ -139,7 +143,15 @@ interface TargetSetup {
  * A kmsd target. `workers`: `--workers` (default 1, a single process, so that the ratios against the
  * bare one-process baselines and between kmsd configurations compare one process each).
  */
-function kmsdTarget(p: { name: string; description: string; algorithm: string; workers?: number; setup?: () => TargetSetup | Promise<TargetSetup> }): TargetDef {
+function kmsdTarget(p: {
+  name: string;
+  description: string;
+  algorithm: string;
+  workers?: number;
+  setup?: () => TargetSetup | Promise<TargetSetup>;
+  /** Fills the new data directory before `serve` starts on it; the application is granted its folders too. */
+  seed?: (dataDir: string) => Promise<{ seeded: SeededKeys; folders: readonly string[] }>;
+}): TargetDef {
   return {
     name: p.name,
     description: p.description,
@@ -154,6 +166,7 @@ function kmsdTarget(p: { name: string; description: string; algorithm: string; w
       };
       let proc: ServerProcess | undefined;
       try {
+        const seed = await p.seed?.(dataDir);
         proc = await startServer({
           name: p.name,
           command: process.execPath,
@@ -176,7 +189,7 @@ function kmsdTarget(p: { name: string; description: string; algorithm: string; w
         const keyId = await createKey(origin, admin, p.algorithm);
         // Crypto calls are made as an application would make them: a service account holding only
         // kms.keys.encrypterDecrypter on the key, so authorization runs as it does in production.
-        const headers = { authorization: `Bearer ${await applicationToken(origin, admin, keyId)}` };
+        const headers = { authorization: `Bearer ${await applicationToken(origin, admin, keyId, seed?.folders ?? [])}` };
         const running = proc;
         return {
           name: p.name,
@@ -185,6 +198,7 @@ function kmsdTarget(p: { name: string; description: string; algorithm: string; w
           headers,
           adminHeaders: admin,
           keyId,
+          ...(seed ? { seeded: seed.seeded } : {}),
           process: running,
           async stop() {
             try {
@@ -291,12 +305,12 @@ async function adminCall<T>(origin: string, headers: Record<string, string>, pat
   return JSON.parse(text) as T;
 }
 
-/** A service account with kms.keys.encrypterDecrypter on the key, and a token for it. */
-async function applicationToken(origin: string, admin: Record<string, string>, keyId: string): Promise<string> {
+/** A service account with kms.keys.encrypterDecrypter on the key (and on `folders`), and a token for it. */
+async function applicationToken(origin: string, admin: Record<string, string>, keyId: string, folders: readonly string[] = []): Promise<string> {
   const sa = await adminCall<{ id: string }>(origin, admin, '/kmsd/v1/principals', { type: 'serviceAccount', name: 'bench-app' });
-  await adminCall(origin, admin, `/kms/v1/keys/${keyId}:setAccessBindings`, {
-    accessBindings: [{ roleId: 'kms.keys.encrypterDecrypter', subject: { type: 'serviceAccount', id: sa.id } }],
-  });
+  const accessBindings = [{ roleId: 'kms.keys.encrypterDecrypter', subject: { type: 'serviceAccount', id: sa.id } }];
+  await adminCall(origin, admin, `/kms/v1/keys/${keyId}:setAccessBindings`, { accessBindings });
+  for (const folder of folders) await adminCall(origin, admin, `/kmsd/v1/folders/${folder}:setAccessBindings`, { accessBindings });
   return (await adminCall<{ token: string }>(origin, admin, `/kmsd/v1/principals/${sa.id}/tokens`, {})).token;
 }
 
@@ -314,4 +328,30 @@ export async function createKey(origin: string, headers: Readonly<Record<string,
   return keyId;
 }
 
-export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdWorkers, kmsdAuditOff, kmsdHsm, kmsdPostgres];
+/**
+ * kmsd serve on a data directory seeded with BENCH_SCALE_KEYS keys (bench/seed-keys.ts):
+ * BENCH_SCALE_LIST_KEYS of them in one folder for List, BENCH_SCALE_EXTRA_VERSIONS of them rotated
+ * once. BENCH_SCALE_CACHE_MAX_KEYS, when set, is its --cache-max-keys (default: kmsd's).
+ */
+export const kmsdScale = kmsdTarget({
+  name: 'kmsd-100k',
+  description: 'kmsd serve as `kmsd` on a data directory seeded with BENCH_SCALE_KEYS keys (default 100 000; bench/seed-keys.ts)',
+  algorithm: 'AES_256',
+  setup() {
+    const cacheMaxKeys = process.env.BENCH_SCALE_CACHE_MAX_KEYS;
+    return { args: cacheMaxKeys ? ['--cache-max-keys', cacheMaxKeys] : [], env: process.env };
+  },
+  async seed(dataDir) {
+    const keys = Math.round(envNumber('BENCH_SCALE_KEYS', 100_000, 1));
+    const seeded = await seedKeys({
+      dataDir,
+      keys,
+      listKeys: Math.min(keys, Math.round(envNumber('BENCH_SCALE_LIST_KEYS', 10_000, 0))),
+      extraVersions: Math.round(envNumber('BENCH_SCALE_EXTRA_VERSIONS', 1_000, 0)),
+      log: (m) => process.stderr.write(`bench: kmsd-100k: ${m}\n`),
+    });
+    return { seeded, folders: [LIST_FOLDER, BULK_FOLDER] };
+  },
+});
+
+export const TARGETS: readonly TargetDef[] = [baseline, baselineGrpc, kmsdSqlite, kmsdWorkers, kmsdAuditOff, kmsdHsm, kmsdPostgres, kmsdScale];

@@ -71,6 +71,13 @@ describe('SecretBytes ownership', () => {
     assert.deepEqual([...secret.exposeSecret()], new Array(16).fill(9));
   });
 
+  it('holds small secrets in memory of their own, never in the shared Buffer pool', () => {
+    const secret = new SecretBytes(RAW);
+    const bytes = secret.exposeSecret();
+    assert.equal(bytes.byteOffset, 0);
+    assert.equal(bytes.buffer.byteLength, RAW.length, 'no other data shares its ArrayBuffer');
+  });
+
   it('wipe() zeroes the bytes in place and keeps the length', () => {
     const secret = new SecretBytes(RAW);
     const view = secret.exposeSecret();

@@ -8,7 +8,11 @@ export class SecretBytes {
   readonly #bytes: Buffer;
 
   constructor(bytes: Uint8Array) {
-    this.#bytes = Buffer.from(bytes); // a private copy: the caller may wipe its own
+    // A private copy (the caller may wipe its own) in memory of its own: Buffer.from would put
+    // small secrets into Node's shared 8 KiB pool, beside other data (whose .buffer then reaches
+    // them), and one long-lived secret there keeps the whole pool slab alive.
+    this.#bytes = Buffer.allocUnsafeSlow(bytes.length);
+    this.#bytes.set(bytes);
   }
 
   get length(): number {

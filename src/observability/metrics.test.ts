@@ -36,12 +36,16 @@ describe('metrics', () => {
 
   it('counts cache lookups from the totals the cache keeps, across scrapes', async () => {
     const m = new Metrics();
-    const stats = { keyHits: 3, keyMisses: 1, versionHits: 2, versionMisses: 1, size: 1 };
+    const stats = { keyHits: 3, keyMisses: 1, versionHits: 2, versionMisses: 1, unwraps: 1, size: 1 };
     m.watchKeyCache(() => stats);
-    assert.match((await m.scrape()).body, /kmsd_key_cache_lookups_total\{kind="key",result="hit"\} 3/);
+    const first = (await m.scrape()).body;
+    assert.match(first, /kmsd_key_cache_lookups_total\{kind="key",result="hit"\} 3/);
+    assert.match(first, /kmsd_key_cache_unwraps_total 1/);
     stats.keyHits = 10;
+    stats.unwraps = 4;
     const text = (await m.scrape()).body;
     assert.match(text, /kmsd_key_cache_lookups_total\{kind="key",result="hit"\} 10/);
     assert.match(text, /kmsd_key_cache_lookups_total\{kind="version",result="miss"\} 1/);
+    assert.match(text, /kmsd_key_cache_unwraps_total 4/);
   });
 });

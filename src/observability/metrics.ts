@@ -30,6 +30,8 @@ export interface KeyCacheStats {
   readonly keyMisses: number;
   readonly versionHits: number;
   readonly versionMisses: number;
+  /** Version material unwrapped by the root key (or opened in the HSM). */
+  readonly unwraps: number;
   readonly size: number;
 }
 
@@ -170,6 +172,17 @@ export class Metrics {
         this.labels('version', 'hit').inc(now.versionHits - last.versionHits);
         this.labels('version', 'miss').inc(now.versionMisses - last.versionMisses);
         last = { keyHits: now.keyHits, keyMisses: now.keyMisses, versionHits: now.versionHits, versionMisses: now.versionMisses };
+      },
+    });
+    let lastUnwraps = 0;
+    new Counter({
+      name: 'kmsd_key_cache_unwraps_total',
+      help: 'Key version material unwrapped by the root key (or opened in the HSM) for the crypto path: once per version and cache load',
+      registers: [this.registry],
+      collect() {
+        const now = read().unwraps;
+        this.inc(now - lastUnwraps);
+        lastUnwraps = now;
       },
     });
     new Gauge({

@@ -39,9 +39,28 @@ export interface AuditAppend {
   readonly seal: (head: AuditHead | undefined, events: readonly AuditEvent[]) => SealedBatch;
 }
 
+/** A version as the crypto path loads it: with its wrapped material (or HSM reference) when ACTIVE. */
+export interface LoadedVersion {
+  readonly version: KeyVersion;
+  /** Present for ACTIVE versions only: the others never encrypt or decrypt, so their material is not read. */
+  readonly wrappedMaterial?: Buffer;
+}
+
+/** A key and every one of its versions, as of one moment. */
+export interface KeyWithVersions {
+  readonly key: SymmetricKey;
+  /** Ordered by creation time then id. */
+  readonly versions: readonly LoadedVersion[];
+}
+
 export interface KeyStore {
   /** Includes deleted keys (deletedAt set) until they are purged; callers decide what to show. */
   getKey(id: string): Promise<SymmetricKey | undefined>;
+  /**
+   * The key (deleted or not, as getKey) with all its versions and the material of the ACTIVE ones,
+   * in one read (one statement, so one consistent state): all a cold crypto call needs from the store.
+   */
+  getKeyWithVersions(id: string): Promise<KeyWithVersions | undefined>;
   getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined>;
   /** Undefined when the version does not exist or is destroyed. */
   getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined>;

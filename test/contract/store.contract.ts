@@ -281,6 +281,28 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.equal(await store.getWrappedMaterial(b.key.id, a.primary.id), undefined);
       });
 
+      it('reads a key with every version in creation order, and the material of the ACTIVE ones only', async () => {
+        const key = makeKey({ createdAt: T0 });
+        const hsm = makeVersion(key.id, { algorithm: 'AES_256_HSM', hostedByHsm: true, createdAt: T0 + 3 });
+        const scheduled = makeVersion(key.id, { status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + DAY_MS, createdAt: T0 + 1 });
+        let doomed = makeVersion(key.id, { createdAt: T0 + 2 });
+        const { primary } = await createKey(store, key, { insertVersions: [withMaterial(hsm), withMaterial(scheduled), withMaterial(doomed)] });
+        await createKey(store); // another key's versions stay out
+        doomed = destroy(scheduleDestruction(key, doomed, T0, DAY_MS));
+        const current = await updateKey(store, key, { ...key, deletedAt: T0 + 9 }, { updateVersions: [doomed] });
+
+        assert.deepEqual(await store.getKeyWithVersions(key.id), {
+          key: current,
+          versions: [
+            { version: primary, wrappedMaterial: material(primary.id) },
+            { version: scheduled },
+            { version: doomed },
+            { version: hsm, wrappedMaterial: material(hsm.id) },
+          ],
+        });
+        assert.equal(await store.getKeyWithVersions('abjnothere'), undefined);
+      });
+
       it('updates a key at the expected revision, removing optional fields that are gone', async () => {
         const { key } = await createKey(store, { rotationPeriodMs: DAY_MS, labels: { a: '1' } });
         const { rotationPeriodMs: _dropped, ...rest } = key;

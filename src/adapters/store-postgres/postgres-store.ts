@@ -7,7 +7,7 @@ import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, typ
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
 import type { Change } from '../../ports/change-feed.js';
-import type { AccessBindingChange, AuditAppend, KeyChange, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
+import type { AccessBindingChange, AuditAppend, KeyChange, KeyWithVersions, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
 import { auditPage, auditQuery, auditRow, sealedAuditRows, type AuditRow } from '../store-rows/audit-rows.js';
 import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, SNAPSHOT_TABLES, snapshotSelect } from '../store-rows/snapshot.js';
 import { CHANNELS_SQL, encodeChange, PostgresChangeListener, type Channels, type Confirmations, type ListenerOptions } from './change-listener.js';
@@ -22,6 +22,7 @@ import {
   operationToRow,
   principalToRow,
   rowToKey,
+  rowsToKeyWithVersions,
   rowToOperation,
   rowToPrincipal,
   rowToToken,
@@ -171,6 +172,10 @@ export class PostgresStore implements Store {
 
   async getKey(id: string): Promise<SymmetricKey | undefined> {
     return this.read(async (db) => ifFound(await first(db, S.getKey, { id }), rowToKey));
+  }
+
+  async getKeyWithVersions(id: string): Promise<KeyWithVersions | undefined> {
+    return this.read(async (db) => rowsToKeyWithVersions(await all(db, S.getKeyWithVersions, { id })));
   }
 
   async getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined> {

@@ -1,11 +1,12 @@
 import pg from 'pg';
-import { rowMapping, type KeyRow as Key, type OperationRow as Op, type VersionRow as Version } from '../store-rows/row-mapping.js';
+import { rowMapping, type KeyRow as Key, type KeyWithVersionRow as KeyWithVersion, type OperationRow as Op, type VersionRow as Version } from '../store-rows/row-mapping.js';
 
 // PostgreSQL has real booleans; BIGINT columns arrive as numbers and JSON columns as their text
 // (see TYPE_PARSERS), so rows map exactly as in ../store-rows/row-mapping.ts.
 
 export type KeyRow = Key<boolean>;
 export type VersionRow = Version<boolean>;
+export type KeyWithVersionRow = KeyWithVersion<boolean>;
 export type OperationRow = Op<boolean>;
 export type { BindingRow, PrincipalRow, TokenRow } from '../store-rows/row-mapping.js';
 export { bindingToRow, rowToBinding } from '../store-rows/row-mapping.js';
@@ -37,4 +38,4 @@ export const TYPE_PARSERS: pg.CustomTypesConfig = {
 };
 
 export const MAPPING = rowMapping<boolean>({ write: (flag) => flag, read: (column) => column });
-export const { keyToRow, rowToKey, versionToRow, rowToVersion, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken } = MAPPING;
+export const { keyToRow, rowToKey, versionToRow, rowToVersion, rowsToKeyWithVersions, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken } = MAPPING;

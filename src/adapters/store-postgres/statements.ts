@@ -1,7 +1,7 @@
 import { KeysetList, keysetSql } from './keyset-page.js';
-import type { BindingRow, KeyRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
+import type { BindingRow, KeyRow, KeyWithVersionRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
 import type { AuditRow } from '../store-rows/audit-rows.js';
-import { AUDIT_SQL, BINDING_SQL } from '../store-rows/shared-sql.js';
+import { AUDIT_SQL, BINDING_SQL, keyWithVersionsSql } from '../store-rows/shared-sql.js';
 import { statement } from './statement.js';
 
 // Every SQL statement of the PostgreSQL store, in one place, the same queries as the SQLite store's
@@ -30,7 +30,7 @@ const KEY_COLUMNS = columns<KeyRow>({
   revision: true,
   rotation_due_at: true,
 });
-// wrapped_material is left out: only getWrappedMaterial reads it.
+// wrapped_material is left out: only getWrappedMaterial and getKeyWithVersions read it.
 const VERSION_COLUMNS = columns<VersionRow>({
   id: true,
   key_id: true,
@@ -88,6 +88,7 @@ export const SQL = {
   listKeys: keysetSql({ select: select('keys', KEY_COLUMNS), scope: 'folder_id = @scope AND deleted_at IS NULL', order: 'ASC' }),
   listKeysAmong: keysetSql({ select: select('keys', KEY_COLUMNS), scope: 'folder_id = @scope AND deleted_at IS NULL AND id = ANY(@ids::text[])', order: 'ASC' }),
 
+  getKeyWithVersions: keyWithVersionsSql(KEY_COLUMNS, VERSION_COLUMNS),
   getVersion: `${select('key_versions', VERSION_COLUMNS)} WHERE key_id = @key_id AND id = @id`,
   getWrappedMaterial: 'SELECT wrapped_material FROM key_versions WHERE key_id = @key_id AND id = @id',
   insertVersion:
@@ -187,6 +188,7 @@ export const STATEMENTS = {
   listKeys: new KeysetList<KeyRow>(SQL.listKeys),
   listKeysAmong: new KeysetList<KeyRow>(SQL.listKeysAmong),
 
+  getKeyWithVersions: statement<ById, KeyWithVersionRow>(SQL.getKeyWithVersions),
   getVersion: statement<VersionRef, VersionRow>(SQL.getVersion),
   getWrappedMaterial: statement<VersionRef, { wrapped_material: Buffer | null }>(SQL.getWrappedMaterial),
   /** wrapped_material is NULL only for a DESTROYED version (from a snapshot). */

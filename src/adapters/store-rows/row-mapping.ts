@@ -3,6 +3,7 @@ import type { KeyStatus, KeyVersion, SymmetricAlgorithm, SymmetricKey, VersionSt
 import type { Operation, OperationMetadata, OperationResponse } from '../../domain/operation.js';
 import type { AccessBinding, Scope, ScopeType, SubjectKind } from '../../domain/access.js';
 import type { Principal, PrincipalType, TokenRecord } from '../../domain/principal.js';
+import type { KeyWithVersions, LoadedVersion } from '../../ports/store.js';
 
 // Rows of the relational stores (SQLite, PostgreSQL) and their conversion to and from domain
 // objects, written once for both: the stores differ only in how a boolean column reads (0/1 in
@@ -37,6 +38,14 @@ export interface VersionRow<Flag = boolean> {
   destroy_at: number | null;
   hosted_by_hsm: Flag;
 }
+
+/**
+ * A key row joined with one of its versions (v_ columns, NULL when the key has no version) and that
+ * version's material when it is ACTIVE (getKeyWithVersions).
+ */
+export type KeyWithVersionRow<Flag = boolean> = KeyRow<Flag> & { [K in keyof VersionRow<Flag> as `v_${K}`]: VersionRow<Flag>[K] | null } & {
+  v_wrapped_material: Buffer | null;
+};
 
 export interface OperationRow<Flag = boolean> {
   id: string;
@@ -156,6 +165,27 @@ export function rowMapping<Flag>(flag: FlagColumn<Flag>) {
     };
   }
 
+  /** The rows of one key joined with each of its versions; undefined for no rows (no such key). */
+  function rowsToKeyWithVersions(rows: readonly KeyWithVersionRow<Flag>[]): KeyWithVersions | undefined {
+    const first = rows[0];
+    if (first === undefined) return undefined;
+    const versions: LoadedVersion[] = [];
+    for (const r of rows) {
+      if (r.v_id === null) continue; // the LEFT JOIN's row of a key without versions
+      const version = rowToVersion({
+        id: r.v_id,
+        key_id: r.v_key_id!,
+        status: r.v_status!,
+        algorithm: r.v_algorithm!,
+        created_at: r.v_created_at!,
+        destroy_at: r.v_destroy_at,
+        hosted_by_hsm: r.v_hosted_by_hsm!,
+      });
+      versions.push(r.v_wrapped_material === null ? { version } : { version, wrappedMaterial: r.v_wrapped_material });
+    }
+    return { key: rowToKey(first), versions };
+  }
+
   function operationToRow(op: Operation): OperationRow<Flag> {
     return {
       id: op.id,
@@ -220,7 +250,7 @@ export function rowMapping<Flag>(flag: FlagColumn<Flag>) {
     };
   }
 
-  return { keyToRow, rowToKey, versionToRow, rowToVersion, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken };
+  return { keyToRow, rowToKey, versionToRow, rowToVersion, rowsToKeyWithVersions, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken };
 }
 
 export function bindingToRow(scope: Scope, b: AccessBinding): BindingRow {

@@ -17,6 +17,19 @@ export const BINDING_SQL = {
   deleteBindingsOfSubject: `DELETE FROM access_bindings WHERE ${SAME_SUBJECT}`,
 } as const;
 
+/**
+ * getKeyWithVersions: the key joined with each of its versions (columns prefixed v_), and a
+ * version's material only when it is ACTIVE, in creation order. One statement, so key and versions
+ * are of one moment; the primary key and key_versions_by_key make it two index lookups.
+ */
+export function keyWithVersionsSql(keyColumns: readonly string[], versionColumns: readonly string[]): string {
+  return (
+    `SELECT ${keyColumns.map((c) => `k.${c}`).join(', ')}, ${versionColumns.map((c) => `v.${c} AS v_${c}`).join(', ')}, ` +
+    `CASE WHEN v.status = 'ACTIVE' THEN v.wrapped_material END AS v_wrapped_material ` +
+    'FROM keys k LEFT JOIN key_versions v ON v.key_id = k.id WHERE k.id = @id ORDER BY v.created_at, v.id'
+  );
+}
+
 export const AUDIT_SQL = {
   getAuditHead: 'SELECT seq, hash, mac FROM audit_head WHERE id = 1',
   setAuditHead:

@@ -8,7 +8,7 @@ import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, typ
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
 import type { Change, PublishingFeed } from '../../ports/change-feed.js';
-import type { AccessBindingChange, AuditAppend, BackgroundWorkLock, KeyChange, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
+import type { AccessBindingChange, AuditAppend, BackgroundWorkLock, KeyChange, KeyWithVersions, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
 import { InProcessFeed } from '../change-feed/in-process-feed.js';
 import { auditPage, auditQuery, auditRow, sealedAuditRows } from '../store-rows/audit-rows.js';
 import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, snapshotSelect } from '../store-rows/snapshot.js';
@@ -22,6 +22,7 @@ import {
   operationToRow,
   principalToRow,
   rowToKey,
+  rowsToKeyWithVersions,
   rowToOperation,
   rowToPrincipal,
   rowToToken,
@@ -132,6 +133,10 @@ export class SqliteStore implements Store {
 
   async getKey(id: string): Promise<SymmetricKey | undefined> {
     return ifFound(this.s.getKey.get({ id }), rowToKey);
+  }
+
+  async getKeyWithVersions(id: string): Promise<KeyWithVersions | undefined> {
+    return rowsToKeyWithVersions(this.s.getKeyWithVersions.all({ id }));
   }
 
   async getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined> {

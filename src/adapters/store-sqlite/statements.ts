@@ -1,8 +1,8 @@
 import type Database from 'better-sqlite3';
 import { KeysetList, keysetSql } from './keyset-page.js';
 import type { AuditRow } from '../store-rows/audit-rows.js';
-import { AUDIT_SQL, BINDING_SQL } from '../store-rows/shared-sql.js';
-import type { BindingRow, KeyRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
+import { AUDIT_SQL, BINDING_SQL, keyWithVersionsSql } from '../store-rows/shared-sql.js';
+import type { BindingRow, KeyRow, KeyWithVersionRow, OperationRow, PrincipalRow, TokenRow, VersionRow } from './row-mapping.js';
 
 // Every SQL statement of the SQLite store, in one place, prepared once per connection. All
 // parameters are named (@name) and bound from the row objects of row-mapping.ts.
@@ -29,7 +29,7 @@ const KEY_COLUMNS = columns<KeyRow>({
   revision: true,
   rotation_due_at: true,
 });
-// wrapped_material is left out: only getWrappedMaterial reads it.
+// wrapped_material is left out: only getWrappedMaterial and getKeyWithVersions read it.
 const VERSION_COLUMNS = columns<VersionRow>({
   id: true,
   key_id: true,
@@ -89,6 +89,7 @@ export const SQL = {
     order: 'ASC',
   }),
 
+  getKeyWithVersions: keyWithVersionsSql(KEY_COLUMNS, VERSION_COLUMNS),
   getVersion: `${select('key_versions', VERSION_COLUMNS)} WHERE key_id = @key_id AND id = @id`,
   getWrappedMaterial: 'SELECT wrapped_material FROM key_versions WHERE key_id = @key_id AND id = @id',
   insertVersion:
@@ -157,6 +158,7 @@ export function prepareStatements(db: Database.Database) {
     listKeys: new KeysetList<KeyRow>(db, SQL.listKeys),
     listKeysAmong: new KeysetList<KeyRow>(db, SQL.listKeysAmong),
 
+    getKeyWithVersions: db.prepare<ById, KeyWithVersionRow>(SQL.getKeyWithVersions),
     getVersion: db.prepare<VersionRef, VersionRow>(SQL.getVersion),
     getWrappedMaterial: db.prepare<VersionRef, Buffer | null>(SQL.getWrappedMaterial).pluck(),
     /** wrapped_material is NULL only for a DESTROYED version (from a snapshot). */

@@ -47,6 +47,7 @@ let storeCalls: Map<string, number>;
 let unwraps: number;
 let keys: KeyService;
 let crypto: CryptoService;
+let keysCache: KeyCache;
 
 beforeEach(async () => {
   raw = openSqliteStore(':memory:');
@@ -64,6 +65,7 @@ beforeEach(async () => {
     },
   };
   const cache = new KeyCache(store, rootKey, { maxKeys: 100, ttlMs: 60_000 });
+  keysCache = cache;
   const clock = { now: () => T0 };
   const authorizer = bindingAuthorizer(store);
   keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom });
@@ -138,9 +140,37 @@ describe('encrypt and decrypt', () => {
     const { keyId } = await newKey();
     storeCalls.clear();
     await Promise.all(Array.from({ length: 20 }, (_, i) => encrypt(keyId, Buffer.from(`m${i}`))));
-    assert.equal(storeCalls.get('getKey'), 1);
-    assert.equal(storeCalls.get('getVersion'), 1);
+    assert.deepEqual([...storeCalls], [['getKeyWithVersions', 1]]);
     assert.equal(unwraps, 1);
+  });
+
+  it('a cold key costs one store read (the key with its versions) and one unwrap per version used', async () => {
+    // Issue #7: a cold key's first call costs no more than one store read and one unwrap.
+    const { keyId, v1 } = await newKey();
+    const old = await encrypt(keyId, Buffer.from('under v1'));
+    const v2 = (await keys.rotate(ctx, keyId)).metadata;
+    assert.equal(v2.type, 'RotateSymmetricKeyMetadata');
+    for (const call of ['encrypt', 'decrypt', 'generateDataKey', 'reEncrypt'] as const) {
+      keysCache.clear(); // cold again: as after a restart, an eviction or a change elsewhere
+      storeCalls.clear();
+      unwraps = 0;
+      if (call === 'encrypt') assert.equal((await encrypt(keyId, Buffer.from('x'))).versionId, v2.newPrimaryVersionId);
+      if (call === 'decrypt') assert.equal((await decrypt(keyId, old.ciphertext)).versionId, v1, 'an older version, read with the key');
+      if (call === 'generateDataKey') await crypto.generateDataKey(ctx, { keyId, versionId: '', aadContext: NO_AAD, dataKeySpec: undefined, skipPlaintext: false });
+      if (call === 'reEncrypt') {
+        // Needs two versions: v1 to open the ciphertext, the primary to seal it again.
+        await crypto.reEncrypt(ctx, { keyId, versionId: '', aadContext: NO_AAD, sourceKeyId: keyId, sourceAadContext: NO_AAD, ciphertext: old.ciphertext });
+      }
+      assert.deepEqual([...storeCalls], [['getKeyWithVersions', 1]], `${call}: store calls`);
+      assert.equal(unwraps, call === 'reEncrypt' ? 2 : 1, `${call}: unwraps`);
+    }
+    // Warm now: the other version's first use unwraps it, and still reads nothing.
+    storeCalls.clear();
+    unwraps = 0;
+    await encrypt(keyId, Buffer.from('x'), NO_AAD, v1);
+    await encrypt(keyId, Buffer.from('x'));
+    assert.equal(totalStoreCalls(), 0);
+    assert.equal(unwraps, 0, 'both versions were unwrapped by the reEncrypt above');
   });
 
   it('sees a rotation at once: the next Encrypt uses the new primary, old ciphertexts still decrypt', async () => {

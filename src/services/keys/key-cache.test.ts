@@ -8,7 +8,7 @@ import { SecretBytes } from '../../crypto/secret-bytes.js';
 import { wrappedAad } from '../../crypto/wrapped-material.js';
 import type { KeyVersion, SymmetricKey, VersionStatus } from '../../domain/key.js';
 import type { RootKeyProvider } from '../../ports/root-key.js';
-import type { KeyStore } from '../../ports/store.js';
+import type { KeyStore, KeyWithVersions } from '../../ports/store.js';
 import { KeyCache } from './key-cache.js';
 
 // The crypto path's cache (DESIGN.md §7): one store read per miss however many requests wait for
@@ -31,32 +31,25 @@ function deferred(): Deferred {
  * An in-memory KeyStore that counts its reads. While `gate` is set, a read takes its snapshot at
  * once but answers only when the gate opens: a slow database that saw the state of its start.
  */
-class FakeStore implements Pick<KeyStore, 'getKey' | 'getVersion' | 'getWrappedMaterial'> {
+class FakeStore implements Pick<KeyStore, 'getKeyWithVersions'> {
   readonly keys = new Map<string, SymmetricKey>();
   readonly versions = new Map<string, KeyVersion>();
   readonly material = new Map<string, Buffer>();
-  readonly calls = { getKey: 0, getVersion: 0, getWrappedMaterial: 0 };
+  reads = 0;
   gate: Deferred | undefined;
 
-  async getKey(id: string): Promise<SymmetricKey | undefined> {
-    this.calls.getKey++;
-    const snapshot = this.keys.get(id);
+  /** As the real stores: every version of the key, material only for ACTIVE ones. */
+  async getKeyWithVersions(id: string): Promise<KeyWithVersions | undefined> {
+    this.reads++;
+    const key = this.keys.get(id);
+    const versions = [...this.versions.values()]
+      .filter((v) => v.keyId === id)
+      .map((version) => {
+        const wrapped = version.status === 'ACTIVE' ? this.material.get(`${id}/${version.id}`) : undefined;
+        return wrapped ? { version, wrappedMaterial: wrapped } : { version };
+      });
     await this.gate?.promise;
-    return snapshot;
-  }
-
-  async getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined> {
-    this.calls.getVersion++;
-    const snapshot = this.versions.get(`${keyId}/${versionId}`);
-    await this.gate?.promise;
-    return snapshot;
-  }
-
-  async getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined> {
-    this.calls.getWrappedMaterial++;
-    const snapshot = this.material.get(`${keyId}/${versionId}`);
-    await this.gate?.promise;
-    return snapshot;
+    return key && { key, versions };
   }
 
   /** Adds a key with one version per status given (the first is primary); returns the key. */
@@ -125,41 +118,58 @@ describe('KeyCache: single flight', () => {
     const pending = Array.from({ length: 25 }, () => cache.getKey('abjk1'));
     store.gate.resolve();
     const results = await Promise.all(pending);
-    assert.equal(store.calls.getKey, 1);
+    assert.equal(store.reads, 1);
     for (const r of results) assert.deepEqual(r, key);
     store.gate = undefined;
     assert.deepEqual(await cache.getKey('abjk1'), key);
-    assert.equal(store.calls.getKey, 1, 'warm: no further read');
+    assert.equal(store.reads, 1, 'warm: no further read');
   });
 
-  it('N concurrent getVersion misses make one version read, one material read and one unwrap', async () => {
+  it('the key read brings its versions: N concurrent first getVersion calls read nothing more and unwrap once', async () => {
     const { store, root, cache } = setup();
-    await store.addKey('abjk1');
+    await store.addKey('abjk1', ['ACTIVE', 'ACTIVE']);
     const key = (await cache.getKey('abjk1'))!;
-    store.gate = deferred();
     const pending = Array.from({ length: 25 }, () => cache.getVersion(key, 'abjk1-v0'));
-    store.gate.resolve();
     const results = await Promise.all(pending);
-    assert.deepEqual(store.calls, { getKey: 1, getVersion: 1, getWrappedMaterial: 1 });
+    assert.equal(store.reads, 1);
     assert.equal(root.unwraps, 1);
     for (const r of results) assert.deepEqual((r?.material as SecretBytes | undefined)?.exposeSecret(), Buffer.alloc(32, 1));
     await cache.getVersion(key, 'abjk1-v0');
-    assert.deepEqual(store.calls, { getKey: 1, getVersion: 1, getWrappedMaterial: 1 }, 'warm: no further read');
+    assert.equal(root.unwraps, 1, 'warm: no further unwrap');
+    assert.deepEqual((await cache.getVersion(key, 'abjk1-v1'))?.material, new SecretBytes(Buffer.alloc(32, 2)));
+    assert.equal(root.unwraps, 2, 'another version: its own unwrap on first use');
+    assert.equal(store.reads, 1, 'and still no further read');
+  });
+
+  it('a failed unwrap is not kept: the next use unwraps again', async () => {
+    const { store, root, cache } = setup();
+    await store.addKey('abjk1');
+    const key = (await cache.getKey('abjk1'))!;
+    const real = root.unwrap;
+    root.unwrap = async () => {
+      root.unwraps++;
+      throw new Error('HSM session lost');
+    };
+    await assert.rejects(Promise.all([cache.getVersion(key, 'abjk1-v0'), cache.getVersion(key, 'abjk1-v0')]), /HSM session lost/);
+    assert.equal(root.unwraps, 1, 'concurrent first uses share the unwrap');
+    root.unwrap = real;
+    assert.ok((await cache.getVersion(key, 'abjk1-v0'))?.material);
+    assert.equal(store.reads, 1);
   });
 
   it('a failed read is not cached: the next call reads again', async () => {
     const { store, cache } = setup();
     const key = await store.addKey('abjk1');
-    const real = store.getKey.bind(store);
-    store.getKey = async () => {
-      store.calls.getKey++;
+    const real = store.getKeyWithVersions.bind(store);
+    store.getKeyWithVersions = async () => {
+      store.reads++;
       throw new Error('database is locked');
     };
     await assert.rejects(Promise.all([cache.getKey('abjk1'), cache.getKey('abjk1')]), /database is locked/);
-    assert.equal(store.calls.getKey, 1);
-    store.getKey = real;
+    assert.equal(store.reads, 1);
+    store.getKeyWithVersions = real;
     assert.deepEqual(await cache.getKey('abjk1'), key);
-    assert.equal(store.calls.getKey, 2);
+    assert.equal(store.reads, 2);
   });
 
   it('a missing key is answered undefined and not remembered', async () => {
@@ -180,7 +190,7 @@ describe('KeyCache: invalidation', () => {
     assert.equal((await cache.getKey('abjk1'))?.status, 'ACTIVE', 'still cached before invalidate');
     cache.invalidate('abjk1');
     assert.equal((await cache.getKey('abjk1'))?.status, 'INACTIVE');
-    assert.equal(store.calls.getKey, 2);
+    assert.equal(store.reads, 2);
   });
 
   it('invalidate drops the cached versions of the key too', async () => {
@@ -205,7 +215,7 @@ describe('KeyCache: invalidation', () => {
     await cache.getKey('abjk2');
     cache.invalidate('abjk1');
     await cache.getKey('abjk2');
-    assert.equal(store.calls.getKey, 2);
+    assert.equal(store.reads, 2);
   });
 
   it('a key load that races an invalidation does not cache the stale key', async () => {
@@ -219,21 +229,23 @@ describe('KeyCache: invalidation', () => {
     store.gate = undefined;
     assert.equal((await racing)?.status, 'ACTIVE', 'the racing caller gets what its read saw');
     assert.equal((await cache.getKey('abjk1'))?.status, 'INACTIVE', 'but it was not cached');
-    assert.equal(store.calls.getKey, 2);
+    assert.equal(store.reads, 2);
   });
 
-  it('a version load that races an invalidation does not cache the stale version or its material', async () => {
+  it('an unwrap that races an invalidation does not cache the stale version or its material', async () => {
     const { store, cache } = setup();
     await store.addKey('abjk1', ['ACTIVE', 'ACTIVE']);
     const key = (await cache.getKey('abjk1'))!;
-    store.gate = deferred();
-    const racing = cache.getVersion(key, 'abjk1-v1');
+    const racing = cache.getVersion(key, 'abjk1-v1'); // unwraps, answers later
     const v = store.versions.get('abjk1/abjk1-v1')!;
     store.versions.set('abjk1/abjk1-v1', { ...v, status: 'SCHEDULED_FOR_DESTRUCTION', destroyAt: T0 + 5 });
     cache.invalidate('abjk1');
-    store.gate.resolve();
-    store.gate = undefined;
-    assert.equal((await racing)?.version.status, 'ACTIVE');
+    const raced = await racing;
+    assert.equal(raced?.version.status, 'ACTIVE', 'the racing caller gets what its read saw');
+    const material = raced?.material as SecretBytes;
+    assert.deepEqual(material.exposeSecret(), Buffer.alloc(32, 2));
+    await nextTurn();
+    assert.deepEqual(material.exposeSecret(), Buffer.alloc(32, 0), 'kept by no entry, so wiped after the caller used it');
     const fresh = (await cache.getKey('abjk1'))!;
     assert.equal((await cache.getVersion(fresh, 'abjk1-v1'))?.version.status, 'SCHEDULED_FOR_DESTRUCTION');
     // Even a caller that still holds the old key object does not get the stale version from cache.
@@ -281,7 +293,7 @@ describe('KeyCache: invalidation', () => {
     cache.clear();
     assert.equal(cache.size, 0);
     await cache.getKey('abjk1');
-    assert.equal(store.calls.getKey, 2);
+    assert.equal(store.reads, 2);
   });
 });
 
@@ -294,7 +306,7 @@ describe('KeyCache: while changes may go unheard (trusted() false)', () => {
       const key = (await cache.getKey('abjk1'))!;
       assert.ok((await cache.getVersion(key, 'abjk1-v0'))?.material);
     }
-    assert.deepEqual(store.calls, { getKey: 3, getVersion: 3, getWrappedMaterial: 3 });
+    assert.equal(store.reads, 3, 'one read per call: its getVersion uses the versions read with its key');
     assert.equal(root.unwraps, 3);
     assert.equal(cache.size, 0);
     trusted = true;
@@ -302,7 +314,8 @@ describe('KeyCache: while changes may go unheard (trusted() false)', () => {
       const key = (await cache.getKey('abjk1'))!;
       await cache.getVersion(key, 'abjk1-v0');
     }
-    assert.deepEqual(store.calls, { getKey: 4, getVersion: 4, getWrappedMaterial: 4 });
+    assert.equal(store.reads, 4);
+    assert.equal(root.unwraps, 4);
   });
 
   it('wipes material it did not keep once the caller has used it', async () => {
@@ -336,7 +349,7 @@ describe('KeyCache: material', () => {
     assert.equal(destroyed?.material, undefined);
 
     assert.equal(root.unwraps, 1, 'no unwrap for the scheduled or destroyed version');
-    assert.equal(store.calls.getWrappedMaterial, 1, 'their wrapped material is not even read');
+    assert.equal(store.reads, 1);
   });
 
   it('is unwrapped with the version’s own AAD (a blob moved to another version fails)', async () => {
@@ -370,12 +383,42 @@ describe('KeyCache: bounds', () => {
       assert.ok(cache.size <= 3, `size ${cache.size} after ${i} keys`);
     }
     assert.equal(cache.size, 3);
-    assert.equal(store.calls.getKey, 5);
+    assert.equal(store.reads, 5);
     await cache.getKey('abjk5');
     await cache.getKey('abjk3');
-    assert.equal(store.calls.getKey, 5, 'the three most recent are cached');
+    assert.equal(store.reads, 5, 'the three most recent are cached');
     await cache.getKey('abjk1');
-    assert.equal(store.calls.getKey, 6, 'the oldest was evicted');
+    assert.equal(store.reads, 6, 'the oldest was evicted');
+  });
+
+  it('keeps unwrapped material only for the keys it holds: every evicted key’s versions are wiped', async () => {
+    const { store, cache } = setup({ maxKeys: 3 });
+    const used: { keyId: string; material: SecretBytes }[] = [];
+    for (let i = 1; i <= 12; i++) {
+      const key = await store.addKey(`abjk${i}`, ['ACTIVE', 'ACTIVE']);
+      const cached = (await cache.getKey(key.id))!;
+      for (const v of ['v0', 'v1']) used.push({ keyId: key.id, material: (await cache.getVersion(cached, `${key.id}-${v}`))!.material as SecretBytes });
+      assert.ok(cache.size <= 3);
+    }
+    await nextTurn();
+    const wiped = (m: SecretBytes) => m.exposeSecret().every((b) => b === 0);
+    const held = new Set(['abjk10', 'abjk11', 'abjk12']);
+    for (const u of used) assert.equal(wiped(u.material), !held.has(u.keyId), `${u.keyId}: wiped iff evicted`);
+  });
+
+  it('an unwrap that finishes after its key was evicted does not keep the material', async () => {
+    const { store, root, cache } = setup({ maxKeys: 1 });
+    await store.addKey('abjk1');
+    await store.addKey('abjk2');
+    const key = (await cache.getKey('abjk1'))!;
+    const pending = cache.getVersion(key, 'abjk1-v0'); // unwrapping …
+    await cache.getKey('abjk2'); // … while abjk1 is evicted
+    const material = (await pending)!.material as SecretBytes;
+    await nextTurn();
+    assert.ok(material.exposeSecret().every((b) => b === 0));
+    const again = (await cache.getKey('abjk1'))!;
+    assert.ok(((await cache.getVersion(again, 'abjk1-v0'))!.material as SecretBytes).exposeSecret().some((b) => b !== 0));
+    assert.equal(root.unwraps, 2, 'unwrapped again for the new entry');
   });
 
   it('forgets entries after the TTL', async () => {
@@ -384,6 +427,6 @@ describe('KeyCache: bounds', () => {
     await cache.getKey('abjk1');
     await new Promise((r) => setTimeout(r, 20));
     await cache.getKey('abjk1');
-    assert.equal(store.calls.getKey, 2);
+    assert.equal(store.reads, 2);
   });
 });
