@@ -305,11 +305,13 @@ export class SqliteStore implements Store {
       return;
     }
     await this.whenWriteLockFree(() => {
-      this.s.syncNormal.run();
+      // db.pragma, not a statement prepared once: SQLite applies this pragma when it compiles it, so
+      // a prepared one does nothing the first time it runs.
+      this.db.pragma('synchronous = NORMAL');
       try {
         this.inTransaction(() => this.appendAuditRecords(append));
       } finally {
-        this.s.syncFull.run();
+        this.db.pragma('synchronous = FULL');
       }
     });
     try {

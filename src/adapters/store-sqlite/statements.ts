@@ -194,9 +194,6 @@ export function prepareStatements(db: Database.Database) {
     deleteBindingsOfSubject: db.prepare<SubjectRef>(SQL.deleteBindingsOfSubject),
 
     getAuditHead: db.prepare<[], { seq: number; hash: string; mac: string }>(SQL.getAuditHead),
-    // appendAudit's commit syncs the WAL itself, off the event loop (see there).
-    syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
-    syncFull: db.prepare('PRAGMA synchronous = FULL'),
     setAuditHead: db.prepare<{ seq: number; hash: string; mac: string }>(SQL.setAuditHead),
     insertAudit: db.prepare<AuditRow>(SQL.insertAudit),
     scanAudit: db.prepare<{ after: number; limit: number }, { seq: number; body: string; hash: string }>(SQL.scanAudit),
