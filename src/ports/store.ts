@@ -39,6 +39,11 @@ export interface AuditAppend {
   readonly seal: (head: AuditHead | undefined, events: readonly AuditEvent[]) => SealedBatch;
 }
 
+export interface VersionRef {
+  readonly keyId: string;
+  readonly versionId: string;
+}
+
 /** A version as the crypto path loads it: with its wrapped material (or HSM reference) when ACTIVE. */
 export interface LoadedVersion {
   readonly version: KeyVersion;
@@ -62,6 +67,8 @@ export interface KeyStore {
    */
   getKeyWithVersions(id: string): Promise<KeyWithVersions | undefined>;
   getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined>;
+  /** Many versions, each under its own key, in one read (List: a page's primary versions); a ref naming no version of its key is left out. */
+  getVersions(refs: readonly VersionRef[]): Promise<KeyVersion[]>;
   /** Undefined when the version does not exist or is destroyed. */
   getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined>;
   /** Keys of a folder, not deleted, ordered by creation time then id; with `only`, just those ids. */

@@ -303,6 +303,23 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         assert.equal(await store.getKeyWithVersions('abjnothere'), undefined);
       });
 
+      it('reads many versions in one call, each only under its own key', async () => {
+        const a = await createKey(store);
+        const b = await createKey(store);
+        const a2 = makeVersion(a.key.id);
+        await updateKey(store, a.key, a.key, { insertVersions: [withMaterial(a2)] });
+        const found = await store.getVersions([
+          { keyId: a.key.id, versionId: a.primary.id },
+          { keyId: b.key.id, versionId: b.primary.id },
+          { keyId: a.key.id, versionId: a2.id },
+          { keyId: b.key.id, versionId: a2.id }, // another key's version
+          { keyId: a.key.id, versionId: 'abjnoversion' },
+        ]);
+        const byId = (vs: KeyVersion[]) => [...vs].sort((x, y) => x.id.localeCompare(y.id));
+        assert.deepEqual(byId(found), byId([a.primary, b.primary, a2]));
+        assert.deepEqual(await store.getVersions([]), []);
+      });
+
       it('updates a key at the expected revision, removing optional fields that are gone', async () => {
         const { key } = await createKey(store, { rotationPeriodMs: DAY_MS, labels: { a: '1' } });
         const { rotationPeriodMs: _dropped, ...rest } = key;

@@ -7,8 +7,9 @@ import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, typ
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
 import type { Change } from '../../ports/change-feed.js';
-import type { AccessBindingChange, AuditAppend, KeyChange, KeyWithVersions, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
+import type { AccessBindingChange, AuditAppend, KeyChange, KeyWithVersions, SnapshotRecord, VersionRef, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
 import { auditPage, auditQuery, auditRow, sealedAuditRows, type AuditRow } from '../store-rows/audit-rows.js';
+import { versionsUnderTheirKeys } from '../store-rows/row-mapping.js';
 import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, SNAPSHOT_TABLES, snapshotSelect } from '../store-rows/snapshot.js';
 import { CHANNELS_SQL, encodeChange, PostgresChangeListener, type Channels, type Confirmations, type ListenerOptions } from './change-listener.js';
 import { mapPage } from './keyset-page.js';
@@ -180,6 +181,12 @@ export class PostgresStore implements Store {
 
   async getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined> {
     return this.read(async (db) => ifFound(await first(db, S.getVersion, { key_id: keyId, id: versionId }), rowToVersion));
+  }
+
+  async getVersions(refs: readonly VersionRef[]): Promise<KeyVersion[]> {
+    if (refs.length === 0) return [];
+    const found = await this.read(async (db) => (await all(db, S.getVersionsByIds, { ids: refs.map((r) => r.versionId) })).map(rowToVersion));
+    return versionsUnderTheirKeys(refs, found);
   }
 
   async getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined> {

@@ -90,6 +90,8 @@ export const SQL = {
 
   getKeyWithVersions: keyWithVersionsSql(KEY_COLUMNS, VERSION_COLUMNS),
   getVersion: `${select('key_versions', VERSION_COLUMNS)} WHERE key_id = @key_id AND id = @id`,
+  // Version ids are the primary key; the caller checks each one's key.
+  getVersionsByIds: `${select('key_versions', VERSION_COLUMNS)} WHERE id = ANY(@ids::text[])`,
   getWrappedMaterial: 'SELECT wrapped_material FROM key_versions WHERE key_id = @key_id AND id = @id',
   insertVersion:
     `INSERT INTO key_versions (${VERSION_COLUMNS.join(', ')}, wrapped_material) ` +
@@ -190,6 +192,7 @@ export const STATEMENTS = {
 
   getKeyWithVersions: statement<ById, KeyWithVersionRow>(SQL.getKeyWithVersions),
   getVersion: statement<VersionRef, VersionRow>(SQL.getVersion),
+  getVersionsByIds: statement<{ ids: string[] }, VersionRow>(SQL.getVersionsByIds),
   getWrappedMaterial: statement<VersionRef, { wrapped_material: Buffer | null }>(SQL.getWrappedMaterial),
   /** wrapped_material is NULL only for a DESTROYED version (from a snapshot). */
   insertVersion: statement<VersionRow & { wrapped_material: Buffer | null }>(SQL.insertVersion),

@@ -3,7 +3,7 @@ import type { KeyStatus, KeyVersion, SymmetricAlgorithm, SymmetricKey, VersionSt
 import type { Operation, OperationMetadata, OperationResponse } from '../../domain/operation.js';
 import type { AccessBinding, Scope, ScopeType, SubjectKind } from '../../domain/access.js';
 import type { Principal, PrincipalType, TokenRecord } from '../../domain/principal.js';
-import type { KeyWithVersions, LoadedVersion } from '../../ports/store.js';
+import type { KeyWithVersions, LoadedVersion, VersionRef } from '../../ports/store.js';
 
 // Rows of the relational stores (SQLite, PostgreSQL) and their conversion to and from domain
 // objects, written once for both: the stores differ only in how a boolean column reads (0/1 in
@@ -251,6 +251,12 @@ export function rowMapping<Flag>(flag: FlagColumn<Flag>) {
   }
 
   return { keyToRow, rowToKey, versionToRow, rowToVersion, rowsToKeyWithVersions, operationToRow, rowToOperation, principalToRow, rowToPrincipal, tokenToRow, rowToToken };
+}
+
+/** Of `versions` (found by version id alone), those that `refs` name under their own key. */
+export function versionsUnderTheirKeys(refs: readonly VersionRef[], versions: readonly KeyVersion[]): KeyVersion[] {
+  const wanted = new Set(refs.map((r) => `${r.keyId}/${r.versionId}`));
+  return versions.filter((v) => wanted.has(`${v.keyId}/${v.id}`));
 }
 
 export function bindingToRow(scope: Scope, b: AccessBinding): BindingRow {

@@ -8,9 +8,10 @@ import { effectiveDeltas, type AccessBinding, type BindingDelta, type Scope, typ
 import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/audit.js';
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
 import type { Change, PublishingFeed } from '../../ports/change-feed.js';
-import type { AccessBindingChange, AuditAppend, BackgroundWorkLock, KeyChange, KeyWithVersions, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
+import type { AccessBindingChange, AuditAppend, BackgroundWorkLock, KeyChange, KeyWithVersions, SnapshotRecord, SnapshotRecordType, Store, StoredMaterial, VersionRef } from '../../ports/store.js';
 import { InProcessFeed } from '../change-feed/in-process-feed.js';
 import { auditPage, auditQuery, auditRow, sealedAuditRows } from '../store-rows/audit-rows.js';
+import { versionsUnderTheirKeys } from '../store-rows/row-mapping.js';
 import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, snapshotSelect } from '../store-rows/snapshot.js';
 import { mapPage } from './keyset-page.js';
 import { migrate, schemaVersion } from './migrations.js';
@@ -141,6 +142,12 @@ export class SqliteStore implements Store {
 
   async getVersion(keyId: string, versionId: string): Promise<KeyVersion | undefined> {
     return ifFound(this.s.getVersion.get({ key_id: keyId, id: versionId }), rowToVersion);
+  }
+
+  async getVersions(refs: readonly VersionRef[]): Promise<KeyVersion[]> {
+    if (refs.length === 0) return [];
+    const found = this.s.getVersionsByIds.all({ ids: JSON.stringify(refs.map((r) => r.versionId)) }).map(rowToVersion);
+    return versionsUnderTheirKeys(refs, found);
   }
 
   async getWrappedMaterial(keyId: string, versionId: string): Promise<Buffer | undefined> {

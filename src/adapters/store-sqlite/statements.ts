@@ -91,6 +91,8 @@ export const SQL = {
 
   getKeyWithVersions: keyWithVersionsSql(KEY_COLUMNS, VERSION_COLUMNS),
   getVersion: `${select('key_versions', VERSION_COLUMNS)} WHERE key_id = @key_id AND id = @id`,
+  // @ids is a JSON array of version ids (the primary key); the caller checks each one's key.
+  getVersionsByIds: `${select('key_versions', VERSION_COLUMNS)} WHERE id IN (SELECT value FROM json_each(@ids))`,
   getWrappedMaterial: 'SELECT wrapped_material FROM key_versions WHERE key_id = @key_id AND id = @id',
   insertVersion:
     `INSERT INTO key_versions (${VERSION_COLUMNS.join(', ')}, wrapped_material) ` +
@@ -160,6 +162,7 @@ export function prepareStatements(db: Database.Database) {
 
     getKeyWithVersions: db.prepare<ById, KeyWithVersionRow>(SQL.getKeyWithVersions),
     getVersion: db.prepare<VersionRef, VersionRow>(SQL.getVersion),
+    getVersionsByIds: db.prepare<{ ids: string }, VersionRow>(SQL.getVersionsByIds),
     getWrappedMaterial: db.prepare<VersionRef, Buffer | null>(SQL.getWrappedMaterial).pluck(),
     /** wrapped_material is NULL only for a DESTROYED version (from a snapshot). */
     insertVersion: db.prepare<VersionRow & { wrapped_material: Buffer | null }>(SQL.insertVersion),

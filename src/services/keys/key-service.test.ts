@@ -170,6 +170,24 @@ describe('create and read', () => {
     assert.equal(commits.length, 0);
     assert.deepEqual((await raw.listKeys(FOLDER, { pageSize: 10, pageToken: '' })).items, []);
   });
+
+  it('lists each key with its primary version, read for the whole page at once', async () => {
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) made.push((await createKey()).keyId);
+    const rotated = await keys.rotate(asAdmin, made[2]!);
+    assert.equal(rotated.metadata.type, 'RotateSymmetricKeyMetadata');
+    let versionReads = 0;
+    hooks.getVersion = () => Promise.reject(new Error('List read a version on its own'));
+    hooks.getVersions = (refs) => {
+      versionReads++;
+      return raw.getVersions(refs);
+    };
+    const page = await keys.list(asAdmin, FOLDER, 0, '');
+    assert.equal(versionReads, 1);
+    assert.deepEqual(page.items.map((v) => v.key.id), [...made].sort(), 'created at the same time: in id order');
+    for (const { key, primaryVersion } of page.items) assert.deepEqual(primaryVersion, await raw.getVersion(key.id, key.primaryVersionId));
+    assert.equal(page.items.find((v) => v.key.id === made[2])?.primaryVersion.id, rotated.metadata.newPrimaryVersionId);
+  });
 });
 
 describe('optimistic concurrency', () => {
