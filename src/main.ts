@@ -437,7 +437,10 @@ async function composeKmsd(config: ServeConfig, logger: Logger, role: Role): Pro
       authorizer = grantAllAuthorizer;
     }
 
-    const audit = new AuditLog(store, await auditMacKey(store, rootKey), clock, logger, metrics && ((n, s, ok) => metrics.auditFlush(n, s, ok)));
+    const macKey = await auditMacKey(store, rootKey);
+    // A serving process commits the crypto calls' audit records off its event loop.
+    if (serving) opened.store.writeAuditOnThread?.(macKey);
+    const audit = new AuditLog(store, macKey, clock, logger, metrics && ((n, s, ok) => metrics.auditFlush(n, s, ok)));
     const cache = new KeyCache(store, rootKey, { ...config.cache, trusted }, hsm);
     if (serving) invalidateOnChanges(store.changes, { keys: cache, authorizer, ...(tokens ? { tokens } : {}) });
     metrics?.watchKeyCache(() => ({ ...cache.stats, size: cache.size }));

@@ -1,3 +1,4 @@
+import type { SecretBytes } from '../crypto/secret-bytes.js';
 import type { KeyVersion, SymmetricKey } from '../domain/key.js';
 import type { Operation } from '../domain/operation.js';
 import type { Page, PageRequest } from '../domain/paging.js';
@@ -152,6 +153,11 @@ export interface AccessStore {
 export interface AuditStore {
   /** Appends events as one transaction (group commit of many calls). */
   appendAudit(append: AuditAppend): Promise<void>;
+  /**
+   * Optional: from now on appendAudit runs on a thread of its own (a serving process calls it), where
+   * it seals with `macKey` — the key of the seal its callers pass — instead of calling their seal.
+   */
+  writeAuditOnThread?(macKey: SecretBytes): void;
   getAuditHead(): Promise<AuditHead | undefined>;
   /** Records in seq order after `afterSeq`, at most `limit` (verification, export). */
   scanAudit(afterSeq: number, limit: number): Promise<StoredAuditRecord[]>;

@@ -8,7 +8,7 @@ import type { AuditFilter, AuditHead, StoredAuditRecord } from '../../domain/aud
 import { Code, ERR, KmsError } from '../../errors/kms-error.js';
 import type { Change } from '../../ports/change-feed.js';
 import type { AccessBindingChange, AuditAppend, KeyChange, KeyWithVersions, SnapshotRecord, VersionRef, SnapshotRecordType, Store, StoredMaterial } from '../../ports/store.js';
-import { auditPage, auditQuery, auditRow, sealedAuditRows, type AuditRow } from '../store-rows/audit-rows.js';
+import { auditPage, auditQuery, auditRow, sealedAuditRows } from '../store-rows/audit-rows.js';
 import { versionsUnderTheirKeys } from '../store-rows/row-mapping.js';
 import { ANY_ROW_SQL, checkImported, noRecords, recordOfRow, SNAPSHOT_ORDER, SNAPSHOT_TABLES, snapshotSelect } from '../store-rows/snapshot.js';
 import { CHANNELS_SQL, encodeChange, PostgresChangeListener, type Channels, type Confirmations, type ListenerOptions } from './change-listener.js';
@@ -33,7 +33,11 @@ import {
   versionToRow,
 } from './row-mapping.js';
 import { all, first, run, statement, type Queryable, type Statement } from './statement.js';
-import { BEGIN_AUDIT_APPEND, STATEMENTS as S } from './statements.js';
+import { auditColumns, commitOutcomeUnknown, PostgresAuditAppender } from './audit-append.js';
+import { ATTEMPTS, onConnection } from './pooled.js';
+import { AuditThread } from '../audit-thread/audit-thread.js';
+import type { SecretBytes } from '../../crypto/secret-bytes.js';
+import { STATEMENTS as S } from './statements.js';
 
 // The Store port on a pg connection pool, for several kmsd nodes sharing one database. A read is
 // one statement on any pooled connection; every write (commitKeyChange, purgeKey, the principal,
@@ -63,9 +67,6 @@ export interface PostgresStoreOptions {
   readonly listener?: ListenerOptions;
 }
 
-/** Attempts of a statement whose connection broke under it (the second one runs on a new connection). */
-const ATTEMPTS = 2;
-
 /** First key of the two-int advisory locks of background work; the migration lock uses 0x6b6d7364. */
 const JOB_LOCK_CLASS = 0x6b6d736a; // "kmsj"
 /** The lock of one job in the connection's schema; $1 is JOB_LOCK_CLASS, $2 the job's name. */
@@ -93,7 +94,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
       await migrate(client);
       return (await client.query<Channels>(CHANNELS_SQL)).rows[0]!;
     });
-    return new PostgresStore(pool, channels, new PostgresChangeListener(connection, channels, options.listener));
+    return new PostgresStore(pool, channels, new PostgresChangeListener(connection, channels, options.listener), connection);
   } catch (e) {
     await pool.end();
     throw translateDriverError(e);
@@ -134,34 +135,13 @@ const alreadyExists =
 
 const ifFound = <R, T>(row: R | undefined, map: (row: R) => T): T | undefined => (row === undefined ? undefined : map(row));
 
-/** Audit records as the parallel arrays of one multi-row insert. */
-function auditColumns(rows: readonly AuditRow[]) {
-  return {
-    seq: rows.map((r) => r.seq),
-    at: rows.map((r) => r.at),
-    subject_id: rows.map((r) => r.subject_id),
-    key_id: rows.map((r) => r.key_id),
-    code: rows.map((r) => r.code),
-    body: rows.map((r) => r.body),
-    hash: rows.map((r) => r.hash),
-  };
-}
-
-/** What a connection problem during COMMIT means: the server may have committed or not. */
-const commitOutcomeUnknown = (cause: unknown) =>
-  new KmsError(Code.Unavailable, 'the database became unavailable while committing; the change may or may not have been applied', { cause });
-
-/** How long a node appends audit groups under the chain's lock after finding another writer moved the head. */
-const CONTENDED_AUDIT_PAUSE_MS = 1000;
-
 type Publish = (change: Change) => void;
 
 export class PostgresStore implements Store {
   private closed = false;
-  /** The head this node's last group commit wrote; undefined when unknown (see appendAudit). */
-  private lastAppendedHead: AuditHead | undefined;
-  /** After the one-statement append found the head moved, the locked append until then (performance.now()). */
-  private lockedAppendsUntil = 0;
+  /** The crypto calls' group commits: here, or on a thread of their own once writeAuditOnThread was called. */
+  private readonly auditAppender: PostgresAuditAppender;
+  private auditThread: AuditThread | undefined;
   private readonly auditQueries = new Map<string, Statement<Record<string, string | number>, StoredAuditRecord>>();
 
   /** Use openPostgresStore: it migrates the schema these statements need and finds the channels. */
@@ -169,7 +149,11 @@ export class PostgresStore implements Store {
     private readonly pool: pg.Pool,
     private readonly channels: Channels,
     readonly changes: PostgresChangeListener,
-  ) {}
+    /** How the pool connects: the audit writer thread connects the same way. */
+    private readonly connection: pg.ClientConfig,
+  ) {
+    this.auditAppender = new PostgresAuditAppender(pool);
+  }
 
   async getKey(id: string): Promise<SymmetricKey | undefined> {
     return this.read(async (db) => ifFound(await first(db, S.getKey, { id }), rowToKey));
@@ -339,77 +323,24 @@ export class PostgresStore implements Store {
     return effective;
   }
 
-  /**
-   * A group commit of audit records, every crypto call's wait. Each round trip of it costs a turn
-   * of a busy event loop (the answer waits behind the requests that arrived meanwhile), so when
-   * this node wrote the head last it seals after that head and commits in one statement
-   * (appendAuditsAfterHead), which writes nothing if another writer moved the head since. Otherwise,
-   * or when that finds the head moved, three round trips under the chain's lock: BEGIN with the
-   * locks and the head; records and new head; COMMIT. Nothing any node caches changes: nothing is
-   * published.
-   */
+  /** A group commit of audit records, every crypto call's wait (audit-append.ts). Nothing any node caches changes: nothing is published. */
   async appendAudit(append: AuditAppend): Promise<void> {
     if (append.events.length === 0) return;
-    const known = this.lastAppendedHead;
-    this.lastAppendedHead = undefined;
-    if (known !== undefined && performance.now() >= this.lockedAppendsUntil) {
-      if (await this.appendAfterHead(known, append)) return;
-      // Other writers are appending too (several nodes): for a while, do not spend a round trip
-      // on an attempt that is likely to find the head moved again.
-      this.lockedAppendsUntil = performance.now() + CONTENDED_AUDIT_PAUSE_MS;
+    if (this.auditThread === undefined) return this.auditAppender.append(append);
+    try {
+      await this.auditThread.append(append.events);
+    } catch (e) {
+      throw e instanceof KmsError ? e : new KmsError(Code.Unavailable, 'the audit log cannot be written', { cause: e });
     }
-    let written: AuditHead | undefined;
-    await this.onConnection(
-      async (client, discard, committing) => {
-        try {
-          const results = (await client.query(BEGIN_AUDIT_APPEND)) as unknown as pg.QueryResult<{ seq: number; hash: string; mac: string }>[];
-          const head = results.at(-1)?.rows[0];
-          const sealed = append.seal(head, append.events);
-          await run(client, S.insertAuditsAndHead, { ...auditColumns(sealedAuditRows(sealed, append.events)), head_seq: sealed.head.seq, head_hash: sealed.head.hash, head_mac: sealed.head.mac });
-          written = sealed.head;
-        } catch (e) {
-          await client.query('ROLLBACK').catch(discard);
-          if (connectionProblem(e) !== undefined) throw e;
-          throw new KmsError(Code.Unavailable, 'the audit log cannot be written; nothing was changed', { cause: e });
-        }
-        committing();
-        try {
-          await client.query('COMMIT');
-        } catch (e) {
-          if (connectionProblem(e) !== undefined) throw commitOutcomeUnknown(e);
-          throw e;
-        }
-      },
-      { retry: true },
-    );
-    this.lastAppendedHead = written;
   }
 
-  /** appendAudit's one-statement path: true when it committed, false when the head had moved (nothing written). */
-  private async appendAfterHead(known: AuditHead, append: AuditAppend): Promise<boolean> {
-    const sealed = append.seal(known, append.events);
-    const moved = await this.onConnection(
-      async (client, _discard, committing) => {
-        committing(); // the statement commits by itself: if the connection breaks, the outcome is unknown
-        try {
-          return (await first(client, S.appendAuditsAfterHead, {
-            ...auditColumns(sealedAuditRows(sealed, append.events)),
-            head_seq: sealed.head.seq,
-            head_hash: sealed.head.hash,
-            head_mac: sealed.head.mac,
-            expected_seq: known.seq,
-            expected_hash: known.hash,
-          }))?.moved;
-        } catch (e) {
-          if (connectionProblem(e) !== undefined) throw commitOutcomeUnknown(e);
-          throw new KmsError(Code.Unavailable, 'the audit log cannot be written; nothing was changed', { cause: e });
-        }
-      },
-      { retry: false },
-    );
-    if (moved !== 1) return false;
-    this.lastAppendedHead = sealed.head;
-    return true;
+  /**
+   * From now on appendAudit seals and commits on a thread of its own with one connection of its own
+   * (audit-thread.ts), keyed by `macKey`, the key the callers' seal uses: this event loop then only
+   * hands the records over, and the thread's answers from PostgreSQL do not wait behind requests.
+   */
+  writeAuditOnThread(macKey: SecretBytes): void {
+    this.auditThread ??= new AuditThread({ kind: 'postgres', connectionString: this.connection.connectionString!, connectionTimeoutMs: this.connection.connectionTimeoutMillis ?? 5000 }, macKey);
   }
 
   async getAuditHead(): Promise<AuditHead | undefined> {
@@ -601,6 +532,7 @@ export class PostgresStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.auditThread?.close();
     await this.changes.close();
     await this.pool.end();
   }
@@ -616,7 +548,7 @@ export class PostgresStore implements Store {
 
   /** Statements outside a transaction, on one pooled connection. */
   private read<T>(work: (db: Queryable) => Promise<T>): Promise<T> {
-    return this.onConnection((client) => work(client), { retry: true });
+    return onConnection(this.pool, (client) => work(client), { retry: true });
   }
 
   /**
@@ -626,7 +558,7 @@ export class PostgresStore implements Store {
    */
   private async transaction<T>(work: (db: pg.PoolClient, publish: Publish) => Promise<T>, options = { retry: true }): Promise<T> {
     let confirmations: Confirmations | undefined;
-    const value = await this.onConnection(async (client, discard, committing) => {
+    const value = await onConnection(this.pool, async (client, discard, committing) => {
       const tag = this.changes.newTag();
       const changes = new Set<string>();
       await client.query('BEGIN');
@@ -658,47 +590,6 @@ export class PostgresStore implements Store {
     // With the connection back in the pool.
     await confirmations?.done;
     return value;
-  }
-
-  /**
-   * Runs `work` on one pooled connection and always gives the connection back; a connection that
-   * broke is closed rather than reused. When the connection broke under `work` before it called
-   * `committing`, and `retry` allows, `work` runs once more on a new connection. Driver errors come
-   * out translated (pg-errors.ts).
-   */
-  private async onConnection<T>(
-    work: (client: pg.PoolClient, discard: (why: Error) => void, committing: () => void) => Promise<T>,
-    options: { retry: boolean },
-  ): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      let client: pg.PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (e) {
-        throw translateDriverError(e);
-      }
-      let broken: Error | undefined;
-      const discard = (why: Error) => {
-        broken ??= why;
-      };
-      let committed = false;
-      // A connection that breaks while checked out reports it here as well as to the running query;
-      // without a listener the error would crash the process.
-      client.on('error', discard);
-      try {
-        return await work(client, discard, () => {
-          committed = true;
-        });
-      } catch (e) {
-        const lost = connectionProblem(e) !== undefined;
-        if (lost) discard(e as Error);
-        if (lost && options.retry && !committed && attempt < ATTEMPTS && !(e instanceof KmsError)) continue;
-        throw translateDriverError(e);
-      } finally {
-        client.removeListener('error', discard);
-        client.release(broken);
-      }
-    }
   }
 
   /** One record of importSnapshot, inserted as it is. */

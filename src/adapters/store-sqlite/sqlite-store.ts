@@ -32,6 +32,8 @@ import {
   versionToRow,
 } from './row-mapping.js';
 import { prepareStatements, type Statements } from './statements.js';
+import { AuditThread } from '../audit-thread/audit-thread.js';
+import type { SecretBytes } from '../../crypto/secret-bytes.js';
 
 // The Store port on one better-sqlite3 connection. better-sqlite3 is synchronous: each method
 // does its work before returning, and the port's promises only keep the PostgreSQL adapter
@@ -119,6 +121,7 @@ export class SqliteStore implements Store {
   private readonly purgeTransaction: Database.Transaction<(keyId: string) => boolean>;
   private readonly auditQueries = new Map<string, Database.Statement<Record<string, string | number>, StoredAuditRecord>>();
   private wal: Promise<FileHandle> | undefined;
+  private auditThread: AuditThread | undefined;
 
   /** Use openSqliteStore: it sets the pragmas and migrates the schema these statements need. */
   constructor(
@@ -311,6 +314,14 @@ export class SqliteStore implements Store {
       this.inTransaction(() => this.appendAuditRecords(append));
       return;
     }
+    if (this.auditThread) {
+      try {
+        await this.auditThread.append(append.events);
+      } catch (e) {
+        throw new KmsError(Code.Unavailable, 'the audit log cannot be written', { cause: e });
+      }
+      return;
+    }
     await this.whenWriteLockFree(() => {
       // db.pragma, not a statement prepared once: SQLite applies this pragma when it compiles it, so
       // a prepared one does nothing the first time it runs.
@@ -489,7 +500,19 @@ export class SqliteStore implements Store {
     }
   }
 
+  /**
+   * From now on appendAudit (the crypto calls' group commits) seals, commits and fsyncs on a
+   * thread of its own with its own connection (audit-thread.ts), keyed by `macKey`, the key the
+   * callers' seal uses: the event loop then only hands the records over. Not for an in-memory
+   * database, which no other connection can open.
+   */
+  writeAuditOnThread(macKey: SecretBytes): void {
+    if (this.db.memory || this.auditThread) return;
+    this.auditThread = new AuditThread({ kind: 'sqlite', path: this.db.name, busyTimeoutMs: BUSY_TIMEOUT_MS }, macKey);
+  }
+
   async close(): Promise<void> {
+    await this.auditThread?.close();
     // Before the connection: SQLite deletes the WAL when its last connection closes.
     await (await this.wal?.catch(() => undefined))?.close();
     this.db.close();
