@@ -63,10 +63,14 @@ function handlerFor(api: ApiMethod, d: GrpcServerDeps): grpc.handleUnaryCall<Buf
   const mutating = api.method.output.typeName === 'yandex.cloud.operation.Operation';
   return (call, callback) => {
     const requestId = requestIdFrom(firstString(call.metadata, 'x-request-id'));
-    const head = new grpc.Metadata();
-    head.set('x-request-id', requestId);
-    head.set('x-server-trace-id', requestId);
-    call.sendMetadata(head);
+    // The response headers go out with the answer, in the same write: sent now, they would be a
+    // write (and a TLS record) of their own while the call waits for its audit record.
+    const sendHead = () => {
+      const head = new grpc.Metadata();
+      head.set('x-request-id', requestId);
+      head.set('x-server-trace-id', requestId);
+      call.sendMetadata(head);
+    };
     (async () => {
       const key = mutating ? idempotencyKeyFrom(firstString(call.metadata, 'idempotency-key')) : undefined;
       const response = await d.calls.run(
@@ -83,8 +87,12 @@ function handlerFor(api: ApiMethod, d: GrpcServerDeps): grpc.handleUnaryCall<Buf
       );
       return Buffer.from(toBinary(api.method.output, response));
     })().then(
-      (bytes) => callback(null, bytes),
+      (bytes) => {
+        sendHead();
+        callback(null, bytes);
+      },
       (err: unknown) => {
+        sendHead();
         const pub = publicError(err, requestId);
         if (pub.serverFault) d.logger.error({ err, requestId, method: api.method.name }, 'request failed');
         const trailer = new grpc.Metadata();
