@@ -32,9 +32,10 @@ if (config.connections % config.h2Connections !== 0) {
   process.stderr.write(`bench: BENCH_CONNECTIONS (${config.connections}) must be a multiple of BENCH_GRPC_CONNECTIONS (${config.h2Connections})\n`);
   process.exit(2);
 }
-/** BENCH_SCENARIOS=grpc,rest encrypt: scenarios whose name contains one of the parts (any case). */
+/** BENCH_SCENARIOS=grpc,rest encrypt: scenarios whose name contains one of the parts (any case); `=REST Encrypt 64 B`: that name exactly. */
 const selection = (process.env.BENCH_SCENARIOS ?? '').split(',').map((x) => x.trim().toLowerCase()).filter((x) => x !== '');
-const selected = SCENARIOS.filter((s) => selection.length === 0 || selection.some((part) => s.name.toLowerCase().includes(part)));
+const matches = (name: string, part: string) => (part.startsWith('=') ? name.toLowerCase() === part.slice(1) : name.toLowerCase().includes(part));
+const selected = SCENARIOS.filter((s) => selection.length === 0 || selection.some((part) => matches(s.name, part)));
 if (selected.length === 0) {
   process.stderr.write(`bench: BENCH_SCENARIOS="${process.env.BENCH_SCENARIOS}" selects none of: ${SCENARIOS.map((s) => s.name).join(', ')}\n`);
   process.exit(2);

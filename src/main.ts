@@ -45,6 +45,7 @@ import { ensureDevCertificates, readDevCertificates, readOperatorCertificate } f
 import { Readiness, type ReadinessCheck } from './observability/health.js';
 import { benchAuditDiscardRequested } from './services/audit/bench-discard.js';
 import { Metrics, timedStore } from './observability/metrics.js';
+import { watchHeapMode } from './runtime/heap-mode.js';
 import { opsRoutes } from './transport/rest/ops-routes.js';
 import { ClusterFeed } from './cluster/cluster-feed.js';
 import { clusterLock } from './cluster/cluster-lock.js';
@@ -444,6 +445,8 @@ async function composeKmsd(config: ServeConfig, logger: Logger, role: Role): Pro
     const cache = new KeyCache(store, rootKey, { ...config.cache, trusted }, hsm);
     if (serving) invalidateOnChanges(store.changes, { keys: cache, authorizer, ...(tokens ? { tokens } : {}) });
     metrics?.watchKeyCache(() => ({ ...cache.stats, size: cache.size }));
+    // V8 runs for speed, or for memory once the cache holds many keys (runtime/heap-mode.ts).
+    const heapMode = serving ? watchHeapMode(() => cache.size, logger) : undefined;
     metrics?.watchAuditQueue(() => ({ queued: audit.queued }));
     const readiness = readinessOf(store, rootKey, logger, benchAuditDiscard(audit, logger));
     const keys = keyService({ store, rootKey, cache, authorizer, clock, random: cryptoRandom, ...(hsm ? { hsm } : {}), audit, logger });
@@ -534,6 +537,7 @@ async function composeKmsd(config: ServeConfig, logger: Logger, role: Role): Pro
                   clearInterval(sweep);
                 }
                 await background.stop();
+                heapMode?.stop();
                 cache.clear();
                 await closeStorage();
               })();

@@ -1,5 +1,4 @@
 import cluster from 'node:cluster';
-import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
 import { loadServeConfig, type ServeConfig } from '../config/config.js';
 import { Supervisor, WORKER_SLOT_VARIABLE, WorkerStartError } from '../cluster/supervisor.js';
@@ -15,13 +14,6 @@ import { configOrExit } from './offline-config.js';
 
 export async function serve(flags: Record<string, string | boolean>): Promise<void> {
   const config = configOrExit(() => loadServeConfig(flags, process.env));
-  // V8 otherwise lets the heap grow to several times what is live before it collects: under
-  // sustained load with keys coming and going from the key cache, RSS rose past 300 MB over a live
-  // heap of 60 MB. Optimising for size keeps it near what is live (bench/README.md, "Scale"; issue
-  // #7: under 200 MB at 100 000 keys); its CPU cost per request was within the noise of the shared
-  // machine. V8 reads the flag at each collection, so setting it at start works however node was
-  // launched, in the supervisor and in every worker.
-  setFlagsFromString('--optimize-for-size');
   if (cluster.isWorker) return serveAsWorker(config);
   const logger = createLogger(config);
   if (config.workers > 1) return supervise(config, logger);
