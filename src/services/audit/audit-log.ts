@@ -51,20 +51,22 @@ export class AuditLog {
   readonly seal: AuditAppend['seal'] = (head, events) => sealBatch(this.macKey, head, events);
 
   event(trail: AuditTrail, code: Code | 0): AuditEvent {
-    return {
+    // Built field by field (every call makes one): absent resources stay absent, not undefined.
+    const e: { -readonly [K in keyof AuditEvent]: AuditEvent[K] } = {
       time: this.clock.now(),
       event: trail.event,
       method: trail.method,
       subject: trail.subject,
-      ...(trail.folderId === undefined ? {} : { folderId: trail.folderId }),
-      ...(trail.keyId === undefined ? {} : { keyId: trail.keyId }),
-      ...(trail.versionId === undefined ? {} : { versionId: trail.versionId }),
-      ...(trail.resourceId === undefined ? {} : { resourceId: trail.resourceId }),
       code,
       requestId: trail.requestId,
       peer: trail.peer,
       transport: trail.transport,
     };
+    if (trail.folderId !== undefined) e.folderId = trail.folderId;
+    if (trail.keyId !== undefined) e.keyId = trail.keyId;
+    if (trail.versionId !== undefined) e.versionId = trail.versionId;
+    if (trail.resourceId !== undefined) e.resourceId = trail.resourceId;
+    return e;
   }
 
   /** The success record of a mutation, for the store to commit with the change. */

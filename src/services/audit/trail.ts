@@ -25,7 +25,9 @@ export type TrailFields = Partial<Pick<AuditTrail, 'folderId' | 'keyId' | 'versi
 export function note(ctx: CallContext | undefined, fields: TrailFields): void {
   const trail = ctx?.trail;
   if (trail === undefined) return;
-  for (const [k, v] of Object.entries(fields) as [keyof TrailFields, string | undefined][]) {
-    if (v !== undefined && v !== '') trail[k] = v;
-  }
+  // Field by field rather than a loop over entries: every call passes here several times.
+  if (fields.folderId) trail.folderId = fields.folderId;
+  if (fields.keyId) trail.keyId = fields.keyId;
+  if (fields.versionId) trail.versionId = fields.versionId;
+  if (fields.resourceId) trail.resourceId = fields.resourceId;
 }

@@ -115,9 +115,11 @@ export async function buildRestServer(d: RestServerDeps): Promise<FastifyInstanc
     }
   });
 
-  app.addHook('onRequest', async (req, reply) => {
+  // A callback hook rather than an async one: no promise to settle on every request.
+  app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     reply.header('x-server-trace-id', req.id);
+    done();
   });
 
   app.setErrorHandler((err: unknown, req, reply) => {
