@@ -36,6 +36,8 @@ const key = new SecretBytes(data.macKey);
 data.macKey.fill(0);
 const seal: AuditAppend['seal'] = (head, events) => sealBatch(key, head, events);
 const appender = openAppender(data.target);
+// A connection that cannot be opened fails each group with its reason (below), not the thread.
+appender.catch(() => undefined);
 
 // Messages are handled one after another: a group is appended only when the one before it is done.
 let queue: Promise<void> = Promise.resolve();
