@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { loadavg } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { killAllChildren, type StopResult } from './child.js';
 import { envNumber } from './env.js';
+import { gitRevision, machine, resultFileName, root } from './machine.js';
 import { treeCpuSeconds } from './process-cpu.js';
 import { formatTable, ratios, type ResultRow } from './report.js';
 import { SCENARIOS, type Scenario } from './scenarios.js';
@@ -18,8 +17,6 @@ import { TARGETS, type RunningTarget } from './targets.js';
 // cleanly, a check failed, or a run saw non-2xx answers (gRPC: non-OK calls) or connection errors.
 // Scenarios whose load generator is missing (h2load, when it cannot be installed) are skipped
 // with a warning, without failing the run. See bench/README.md.
-
-const root = fileURLToPath(new URL('..', import.meta.url));
 
 const config = {
   connections: Math.round(envNumber('BENCH_CONNECTIONS', 64, 1)),
@@ -52,16 +49,6 @@ const nodeArgs = (target: string): string[] => (process.env[nodeArgsEnv(target)]
 const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-function gitRevision(): { commit: string; dirty: boolean } | undefined {
-  try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    return { commit, dirty: status.trim() !== '' };
-  } catch {
-    return undefined;
-  }
-}
-
 /** "autocannon 9.0.0", from the installed package. */
 function packageVersion(name: string): string {
   try {
@@ -72,13 +59,6 @@ function packageVersion(name: string): string {
   }
 }
 
-const machine = {
-  cpu: cpus()[0]?.model ?? 'unknown',
-  cores: cpus().length,
-  node: process.version,
-  os: `${platform()} ${release()} ${arch()}`,
-  memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-};
 
 const running = new Map<string, RunningTarget>();
 const stopped = new Map<string, StopResult>();
@@ -239,8 +219,7 @@ async function main(): Promise<void> {
   };
   const dir = join(root, 'bench', 'results');
   await mkdir(dir, { recursive: true });
-  // ISO 8601 with ':' replaced, so the name is valid on every file system.
-  const file = join(dir, `${startedAt.toISOString().replace(/:/g, '-')}.json`);
+  const file = join(dir, resultFileName(startedAt));
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`\nwrote ${file}\n`);
 }
