@@ -8,10 +8,7 @@ import { AdjustableClock, systemClock } from './adapters/clock/clocks.js';
 import { cryptoRandom } from './adapters/random.js';
 import { readOrCreateRootKeyFile, readRootKeyFromEnv, RootKeyError, softwareRootKey } from './adapters/rootkey/software-root-key.js';
 import { rootKeyring, type RootKeyring } from './adapters/rootkey/root-keyring.js';
-import { openPkcs11RootKey } from './adapters/rootkey-pkcs11/pkcs11-root-key.js';
-import { pkcs11KeyVersions } from './adapters/rootkey-pkcs11/pkcs11-key-versions.js';
-import { Pkcs11Error, Pkcs11Token } from './adapters/rootkey-pkcs11/pkcs11-token.js';
-import { openPostgresStore } from './adapters/store-postgres/postgres-store.js';
+import type { Pkcs11Token } from './adapters/rootkey-pkcs11/pkcs11-token.js';
 import { openSqliteStore, type SqliteSharing } from './adapters/store-sqlite/sqlite-store.js';
 import type { Pkcs11RootKeySpec, RootKeySpec, ServeConfig, StoreConfig } from './config/config.js';
 import { wrappedRootKeyId } from './crypto/wrapped-material.js';
@@ -133,6 +130,8 @@ export async function openStore(config: StoreConfig, logger?: Logger, sharing: S
       const fresh = !existsSync(config.path);
       return { store: openSqliteStore(config.path, sharing), fresh };
     }
+    // The PostgreSQL driver is loaded only for a PostgreSQL store (issue #7: start time).
+    const { openPostgresStore } = await import('./adapters/store-postgres/postgres-store.js');
     const store = await openPostgresStore(config.url, {
       poolSize: config.poolSize,
       ...(logger ? { listener: { onWarning: (message: string, details: Record<string, unknown>) => logger.warn(details, message) } } : {}),
@@ -200,12 +199,15 @@ export interface OpenedRootKeys {
 export async function openRootKeys(config: ServeConfig, logger: Logger, isFresh: () => Promise<boolean>): Promise<OpenedRootKeys> {
   const tokens: Pkcs11Token[] = [];
   const closeAll = () => tokens.splice(0).forEach((t) => t.close());
+  const specs: readonly RootKeySpec[] = [config.rootKey, ...config.previousRootKeys];
+  // PKCS#11 support (a native module) is loaded only when a root key is in an HSM (issue #7: start time).
+  const pkcs11 = specs.some((s) => s.kind === 'pkcs11') ? await loadPkcs11() : undefined;
   try {
-    const specs: readonly RootKeySpec[] = [config.rootKey, ...config.previousRootKeys];
     const providers = new Map<RootKeySpec, RootKeyProvider>();
     let hsmToken: Pkcs11Token | undefined;
     for (const spec of specs) {
-      if (spec.kind !== 'pkcs11') continue;
+      if (spec.kind !== 'pkcs11' || !pkcs11) continue;
+      const { Pkcs11Token, openPkcs11RootKey } = pkcs11;
       const token = Pkcs11Token.open(
         { module: spec.module, ...(spec.token === undefined ? {} : { token: spec.token }), ...(spec.slot === undefined ? {} : { slot: BigInt(spec.slot) }) },
         readPin(spec),
@@ -239,12 +241,21 @@ export async function openRootKeys(config: ServeConfig, logger: Logger, isFresh:
       providers.set(spec, softwareRootKey(key, cryptoRandom));
     }
     const rootKey = rootKeyring(providers.get(config.rootKey)!, config.previousRootKeys.map((s) => providers.get(s)!));
-    return { rootKey, ...(hsmToken ? { hsm: pkcs11KeyVersions(hsmToken) } : {}), close: closeAll };
+    return { rootKey, ...(hsmToken && pkcs11 ? { hsm: pkcs11.pkcs11KeyVersions(hsmToken) } : {}), close: closeAll };
   } catch (e) {
     closeAll();
-    if (e instanceof RootKeyError || e instanceof Pkcs11Error) throw new StartupError(e.message);
+    if (e instanceof RootKeyError || (pkcs11 && e instanceof pkcs11.Pkcs11Error)) throw new StartupError(e.message);
     throw e;
   }
+}
+
+async function loadPkcs11() {
+  const [token, rootKey, versions] = await Promise.all([
+    import('./adapters/rootkey-pkcs11/pkcs11-token.js'),
+    import('./adapters/rootkey-pkcs11/pkcs11-root-key.js'),
+    import('./adapters/rootkey-pkcs11/pkcs11-key-versions.js'),
+  ]);
+  return { Pkcs11Token: token.Pkcs11Token, Pkcs11Error: token.Pkcs11Error, openPkcs11RootKey: rootKey.openPkcs11RootKey, pkcs11KeyVersions: versions.pkcs11KeyVersions };
 }
 
 /**

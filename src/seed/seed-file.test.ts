@@ -90,21 +90,21 @@ keys:
 `;
 
 describe('parseSeedFile', () => {
-  it('reads YAML', () => {
-    const file = parseSeedFile(seedFile(YAML));
+  it('reads YAML', async () => {
+    const file = await parseSeedFile(seedFile(YAML));
     assert.equal(file.keys.length, 2);
     assert.equal(file.keys[0]?.id, 'abjdevkey00000000001');
     assert.deepEqual(file.keys[0]?.versions?.[0]?.material, MATERIAL_32);
   });
 
-  it('reads JSON', () => {
+  it('reads JSON', async () => {
     const json = JSON.stringify({ keys: [{ id: 'abjjson', folderId: 'b1g', defaultAlgorithm: 'AES_192' }] });
-    assert.deepEqual(parseSeedFile(seedFile(json, 'json')).keys.map((k) => k.id), ['abjjson']);
+    assert.deepEqual((await parseSeedFile(seedFile(json, 'json'))).keys.map((k) => k.id), ['abjjson']);
   });
 
-  it('an empty file has no keys', () => {
-    assert.deepEqual(parseSeedFile(seedFile('')).keys, []);
-    assert.deepEqual(parseSeedFile(seedFile('keys: []')).keys, []);
+  it('an empty file has no keys', async () => {
+    assert.deepEqual((await parseSeedFile(seedFile(''))).keys, []);
+    assert.deepEqual((await parseSeedFile(seedFile('keys: []'))).keys, []);
   });
 
   it('refuses a missing file and a file that is not YAML, naming the file', async () => {

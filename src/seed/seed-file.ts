@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SEED_ID_PATTERN } from '../domain/ids.js';
 import { assertAlgorithmAvailable, assertRotationPeriod, MATERIAL_LENGTH, SYMMETRIC_ALGORITHMS } from '../domain/key.js';
@@ -59,10 +58,13 @@ export interface SeedResult {
   readonly existing: string[];
 }
 
-export function parseSeedFile(path: string): z.infer<typeof SeedFileSchema> {
+export async function parseSeedFile(path: string): Promise<z.infer<typeof SeedFileSchema>> {
   let doc: unknown;
   try {
-    doc = parseYaml(readFileSync(path, 'utf8'));
+    const text = readFileSync(path, 'utf8');
+    // The YAML parser is loaded only for a seed file: most starts have none (issue #7: start time).
+    const { parse: parseYaml } = await import('yaml');
+    doc = parseYaml(text);
   } catch (e) {
     throw new SeedError(`seed file ${path}: ${(e as Error).message}`);
   }
@@ -119,7 +121,7 @@ function planEntry(path: string, i: number, entry: z.infer<typeof SeedKeySchema>
 
 /** Validates the whole file first, so a bad entry stops the start before any key is created. */
 export async function applySeedFile(path: string, keys: Pick<KeyService, 'seed'>): Promise<SeedResult> {
-  const plans = parseSeedFile(path).keys.map((entry, i) => planEntry(path, i, entry));
+  const plans = (await parseSeedFile(path)).keys.map((entry, i) => planEntry(path, i, entry));
   const result: SeedResult = { created: [], existing: [] };
   for (const plan of plans) {
     try {
