@@ -263,6 +263,23 @@ describe('gRPC listener (raw grpc-js client)', () => {
       }
     });
 
+    it('grpc.health.v1.Health/Watch streams the server\'s status, and List lists every service', async () => {
+      const health = new Health(address, grpc.credentials.createSsl(ca)) as unknown as grpc.Client & {
+        watch(request: { service: string }): grpc.ClientReadableStream<{ status: string }>;
+        list(request: object, callback: (err: grpc.ServiceError | null, res?: { statuses: Record<string, { status: string }> }) => void): grpc.ClientUnaryCall;
+      };
+      try {
+        const watch = health.watch({ service: '' });
+        const first = await new Promise<{ status: string }>((resolve, reject) => watch.once('data', resolve).once('error', reject));
+        assert.deepEqual(first, { status: 'SERVING' });
+        watch.cancel();
+        const listed = await new Promise<Record<string, { status: string }>>((resolve, reject) => health.list({}, (err, res) => (err ? reject(err) : resolve(res!.statuses))));
+        for (const service of ['', KEY_SVC, CRYPTO_SVC, OP_SVC]) assert.deepEqual(listed[service], { status: 'SERVING' }, service || '(server)');
+      } finally {
+        health.close();
+      }
+    });
+
     for (const version of ['v1alpha', 'v1'] as const) {
       it(`server reflection (${version}) lists the three services and serves their descriptors`, async () => {
         const reflectionDir = join(dirname(createRequire(import.meta.url).resolve('@grpc/reflection')), '..', 'proto');

@@ -1,8 +1,9 @@
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import type * as ProtoLoader from '@grpc/proto-loader';
+import type * as Reflection from '@grpc/reflection';
+import type * as Health from 'grpc-health-check';
 import { fromBinary, toBinary, type DescMessage, type Message } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { ERR } from '../../errors/kms-error.js';
@@ -10,6 +11,7 @@ import type { CallRunner } from '../shared/call-runner.js';
 import type { ApiMethod } from '../shared/api-methods.js';
 import { publicError } from '../shared/status.js';
 import { idempotencyKeyFrom, requestIdFrom } from '../shared/request-metadata.js';
+import { addDeferredService, type DeferredMethod, type Registrar } from './deferred-service.js';
 
 // The gRPC transport (always TLS, as the official SDK only speaks TLS): a thin shell over the same
 // method table as REST. Requests are decoded inside the handler, so malformed bytes get a clean
@@ -120,9 +122,43 @@ function serviceDefinition(methods: readonly ApiMethod[]): grpc.ServiceDefinitio
   return definition as grpc.ServiceDefinition;
 }
 
-function reflection(): ReflectionService {
-  const pkg = loadSync(REFLECTED_FILES, { includeDirs: [PROTO_DIR], keepCase: true });
-  return new ReflectionService(pkg);
+// The reflection and health libraries are CommonJS, loaded synchronously on their first call
+// (deferred-service.ts): a request's deserializer may be the first to need them.
+const require = createRequire(import.meta.url);
+
+const REFLECTION_METHODS: readonly DeferredMethod[] = ['v1', 'v1alpha'].map((v) => ({
+  path: `/grpc.reflection.${v}.ServerReflection/ServerReflectionInfo`,
+  requestStream: true,
+  responseStream: true,
+}));
+
+function reflection(): Registrar {
+  const { loadSync } = require('@grpc/proto-loader') as typeof ProtoLoader;
+  const { ReflectionService } = require('@grpc/reflection') as typeof Reflection;
+  return new ReflectionService(loadSync(REFLECTED_FILES, { includeDirs: [PROTO_DIR], keepCase: true }));
+}
+
+const HEALTH_METHODS: readonly DeferredMethod[] = [
+  { path: '/grpc.health.v1.Health/Check', requestStream: false, responseStream: false },
+  { path: '/grpc.health.v1.Health/Watch', requestStream: false, responseStream: true },
+  { path: '/grpc.health.v1.Health/List', requestStream: false, responseStream: false },
+];
+
+/** grpc.health.v1.Health: the statuses are kept here until the first health call loads the library. */
+class DeferredHealth {
+  private readonly statuses = new Map<string, Health.ServingStatus>();
+  private implementation: Health.HealthImplementation | undefined;
+
+  setStatus(service: string, status: Health.ServingStatus): void {
+    this.statuses.set(service, status);
+    this.implementation?.setStatus(service, status);
+  }
+
+  registrar(): Registrar {
+    const { HealthImplementation } = require('grpc-health-check') as typeof Health;
+    this.implementation ??= new HealthImplementation(Object.fromEntries(this.statuses));
+    return this.implementation as unknown as Registrar;
+  }
 }
 
 export async function startGrpcServer(d: GrpcServerDeps, host: string, port: number): Promise<RunningGrpcServer> {
@@ -133,15 +169,16 @@ export async function startGrpcServer(d: GrpcServerDeps, host: string, port: num
   });
   const byService = new Map<string, ApiMethod[]>();
   for (const m of d.methods) byService.set(m.method.parent.typeName, [...(byService.get(m.method.parent.typeName) ?? []), m]);
-  const health = new HealthImplementation({ '': 'SERVING' });
+  const health = new DeferredHealth();
+  health.setStatus('', 'SERVING');
   for (const [serviceName, methods] of byService) {
     const impl: grpc.UntypedServiceImplementation = {};
     for (const m of methods) impl[m.method.localName] = handlerFor(m, d);
     server.addService(serviceDefinition(methods), impl);
     health.setStatus(serviceName, 'SERVING');
   }
-  health.addToServer(server);
-  reflection().addToServer(server);
+  addDeferredService(server, HEALTH_METHODS, () => health.registrar());
+  addDeferredService(server, REFLECTION_METHODS, reflection);
 
   const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: d.tls.cert, private_key: d.tls.key }], false);
   const bound = await new Promise<number>((resolve, reject) =>
