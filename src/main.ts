@@ -81,6 +81,9 @@ export async function auditMacKey(store: Pick<Store, 'initMeta'>, rootKey: RootK
   return rootKey.unwrap(Buffer.from(stored, 'base64'), AUDIT_MAC_KEY_AAD);
 }
 
+/** The stderr destination of each logger createLogger made, for logWritten. */
+const destinations = new WeakMap<Logger, ReturnType<typeof pino.destination>>();
+
 /** `worker`: the process is that worker of `--workers N`, and each line says so. */
 export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>, o: { readonly worker?: number } = {}): Logger {
   const base = {
@@ -88,14 +91,39 @@ export function createLogger(config: Pick<ServeConfig, 'auth' | 'logLevel'>, o: 
     ...(o.worker === undefined ? {} : { worker: o.worker }),
     ...(config.auth === 'none' ? { authMode: 'none: DEV MODE, every caller is an administrator' } : {}),
   };
-  return pino(
+  const destination = pino.destination({ fd: 2, sync: false });
+  const logger = pino(
     {
       level: config.logLevel,
       base,
       redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.authorization'], censor: '[redacted]' },
     },
-    pino.destination({ fd: 2, sync: false }),
+    destination,
   );
+  destinations.set(logger, destination);
+  return logger;
+}
+
+/**
+ * Resolves once the lines `logger` (from createLogger) was given so far are written to stderr. The
+ * destination writes asynchronously, and its flush(cb) calls back at once while a write is still
+ * in flight (it keeps no buffer of its own: minLength 0); it emits 'drain' when the last write
+ * completed. A destination that fails, or does not drain within a second, does not hold the caller.
+ */
+export function logWritten(logger: Logger): Promise<void> {
+  const destination = destinations.get(logger);
+  if (!destination || !(destination as unknown as { _writing?: boolean })._writing) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      destination.off('drain', done);
+      destination.off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, 1000);
+    destination.once('drain', done);
+    destination.once('error', done);
+  });
 }
 
 /** The URL without its password, for messages and logs. */

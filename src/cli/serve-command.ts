@@ -4,7 +4,7 @@ import { loadServeConfig, type ServeConfig } from '../config/config.js';
 import { Supervisor, WORKER_SLOT_VARIABLE, WorkerStartError } from '../cluster/supervisor.js';
 import { reportStartFailure, WorkerLink } from '../cluster/worker-link.js';
 import type { Addresses } from '../cluster/protocol.js';
-import { createLogger, prepareDataDir, startKmsd, StartupError, type RunningKmsd } from '../main.js';
+import { createLogger, logWritten, prepareDataDir, startKmsd, StartupError, type RunningKmsd } from '../main.js';
 import { SeedError } from '../seed/seed-file.js';
 import { configOrExit } from './offline-config.js';
 
@@ -24,7 +24,7 @@ export async function serve(flags: Record<string, string | boolean>): Promise<vo
     return failedToStart(e, logger);
   }
   onSignals(logger, () => server.close().then(() => true));
-  ready(config, logger, { rest: server.restAddress, grpc: server.grpcAddress, ...(server.caFile === undefined ? {} : { caFile: server.caFile }) });
+  await ready(config, logger, { rest: server.restAddress, grpc: server.grpcAddress, ...(server.caFile === undefined ? {} : { caFile: server.caFile }) });
 }
 
 /** The supervisor of --workers N: prepares the data directory once while the workers load, then lets them start, and keeps them. */
@@ -38,7 +38,7 @@ async function supervise(config: ServeConfig, logger: Logger): Promise<void> {
     await supervisor.stop();
     return failedToStart(e instanceof WorkerStartError ? new StartupError(e.message) : e, logger);
   }
-  ready(config, logger, addresses);
+  await ready(config, logger, addresses);
 }
 
 /** One worker of --workers N: serves until SIGTERM; a start that fails is reported to the supervisor. */
@@ -60,6 +60,8 @@ async function serveAsWorker(config: ServeConfig): Promise<void> {
   try {
     const link = await WorkerLink.connect(slot);
     server = await startKmsd(config, logger, { worker: link });
+    // The supervisor's ready line follows this: the worker's start lines are written by then.
+    await logWritten(logger);
     link.listening({ rest: server.restAddress, grpc: server.grpcAddress, ...(server.caFile === undefined ? {} : { caFile: server.caFile }) });
   } catch (e) {
     const message = (e as Error).message;
@@ -107,11 +109,13 @@ function onSignals(logger: Logger, stop: () => Promise<boolean>, o: { readonly a
 }
 
 /**
- * The ready line on stdout, once every listener serves. Only after onSignals: a supervisor may
- * send SIGTERM the moment it reads this line, and it must find the handler installed (else the
- * default action kills kmsd undrained).
+ * The ready line on stdout, once every listener serves and the start's log lines are written, so
+ * that whoever waits for it (a CI job, a supervisor) reads them before it. Only after onSignals: a
+ * supervisor may send SIGTERM the moment it reads this line, and it must find the handler
+ * installed (else the default action kills kmsd undrained).
  */
-function ready(config: ServeConfig, logger: Logger, addresses: Addresses): void {
+async function ready(config: ServeConfig, logger: Logger, addresses: Addresses): Promise<void> {
+  await logWritten(logger);
   const line = {
     event: 'ready',
     rest: addresses.rest,
