@@ -32,10 +32,11 @@ interface Line {
 
 /**
  * Starts `kmsd serve` with its stdout and stderr in one pipe, so that the order of the lines is the
- * order kmsd wrote them in; resolves with the lines up to and including the ready line (the one
- * on stdout: a log line has a msg), and a stop that sends SIGTERM and resolves with the exit code.
+ * order kmsd wrote them in; resolves once the ready line (the one on stdout: a log line has a msg)
+ * is read, with every line read (more arrive until kmsd exits), the ready line's index, and a stop
+ * that sends SIGTERM and resolves with the exit code.
  */
-async function start(args: readonly string[], modulesFile: string): Promise<{ lines: Line[]; stop(): Promise<number | null> }> {
+async function start(args: readonly string[], modulesFile: string): Promise<{ lines: Line[]; readyAt: number; stop(): Promise<number | null> }> {
   const env: NodeJS.ProcessEnv = { RECORD_MODULES_FILE: modulesFile };
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('KMSD_')) env[k] ??= v;
   const child = spawn('sh', ['-c', 'exec "$0" "$@" 2>&1', process.execPath, '--import', HOOK, KMSD_BIN, 'serve', '--rest-addr', '127.0.0.1:0', '--grpc-addr', '127.0.0.1:0', ...args], {
@@ -44,6 +45,7 @@ async function start(args: readonly string[], modulesFile: string): Promise<{ li
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const lines: Line[] = [];
+  let readyAt = -1;
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`not ready in 20 s:\n${lines.map((l) => JSON.stringify(l)).join('\n')}`)), 20_000);
     createInterface({ input: child.stdout }).on('line', (text) => {
@@ -54,7 +56,8 @@ async function start(args: readonly string[], modulesFile: string): Promise<{ li
         line = { msg: text };
       }
       lines.push(line);
-      if (line.event === 'ready' && line.msg === undefined) {
+      if (line.event === 'ready' && line.msg === undefined && readyAt === -1) {
+        readyAt = lines.length - 1;
         clearTimeout(timer);
         resolve();
       }
@@ -68,7 +71,8 @@ async function start(args: readonly string[], modulesFile: string): Promise<{ li
     throw e;
   }
   return {
-    lines: [...lines],
+    lines,
+    readyAt,
     stop: async () => {
       child.kill('SIGTERM');
       return exited;
@@ -86,15 +90,18 @@ function packages(modulesFile: string): Set<string> {
 describe('kmsd serve --auth none on an empty data directory', () => {
   const dataDir = dir();
   const modulesFile = join(dir(), 'modules.txt');
-  let lines: Line[] = [];
 
   it('becomes ready, writing the start\'s log lines before the ready line, and stops cleanly', async () => {
     const kmsd = await start(['--auth', 'none', '--data-dir', dataDir], modulesFile);
-    lines = kmsd.lines;
     assert.equal(await kmsd.stop(), 0);
+    // Every line kmsd wrote, up to its exit, in the order it wrote them.
+    const lines = kmsd.lines;
+    const readyAt = kmsd.readyAt;
     const messages = lines.map((l) => l.msg ?? '');
-    const readyAt = lines.findIndex((l) => l.event === 'ready' && l.msg === undefined);
-    assert.equal(readyAt, lines.length - 1, 'the ready line is the last line read');
+    assert.equal(lines.filter((l) => l.event === 'ready' && l.msg === undefined).length, 1, 'one ready line');
+    const logged = messages.findIndex((m) => m === 'kmsd is ready');
+    assert.ok(logged > readyAt, 'the log line "kmsd is ready" (event ready) follows the ready line');
+    assert.equal(lines[logged]!.event, 'ready');
     for (const expected of [/^--auth none: DEVELOPMENT MODE/, /^opened the store$/, /^generated TLS certificates/]) {
       const at = messages.findIndex((m) => expected.test(m));
       assert.ok(at >= 0 && at < readyAt, `"${expected.source}" is logged before the ready line:\n${messages.join('\n')}`);
@@ -128,7 +135,7 @@ describe('kmsd serve --seed FILE.yaml', () => {
     const modulesFile = join(dir(), 'modules.txt');
     const kmsd = await start(['--auth', 'none', '--data-dir', dir(), '--seed', seed], modulesFile);
     try {
-      const rest = kmsd.lines.at(-1)!.rest as string;
+      const rest = kmsd.lines[kmsd.readyAt]!.rest as string;
       const res = await fetch(`http://${rest}/kms/v1/keys/abjstartseed00000001`);
       assert.equal(res.status, 200);
       assert.equal(((await res.json()) as { folderId: string }).folderId, 'b1gstart');
